@@ -1,0 +1,37 @@
+//! # optim-core
+//!
+//! The runtime that `#[optimizer]`-generated optimizers stand on: named parameters and
+//! gradients (dense and sparse rows), parameter groups, lazily allocated per-parameter
+//! state with its own step count, typed errors, and state export/import.
+//!
+//! Everything algorithm-specific is generated (see [`Algorithm`]); [`Optim`] runs any of
+//! them through the object-safe [`Optimizer`] trait.
+
+#![warn(missing_docs)]
+
+pub mod algorithm;
+pub mod clip;
+pub mod error;
+pub mod group;
+pub mod hyper;
+pub mod optim;
+pub mod optimizer;
+pub mod params;
+pub mod scalar;
+pub mod schedule;
+pub mod state;
+pub mod suggest;
+pub mod wrapper;
+
+pub use algorithm::{Algorithm, AlgorithmKind, GradView, ScalarSpec, SparseRule, StateInit, StateSpec};
+pub use error::{OptimError, Result};
+pub use group::{Group, Selector};
+pub use hyper::{Bound, HyperKind, HyperSpec, HyperValue, Range};
+pub use optimizer::Optimizer;
+pub use params::{Grad, Grads, Params};
+pub use scalar::{DType, Scalar};
+pub use state::{OptimizerState, ParamState, TensorData, TensorState, STATE_FORMAT_VERSION};
+
+/// Re-exported for generated code.
+#[doc(hidden)]
+pub use num_traits;

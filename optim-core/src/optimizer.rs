@@ -1,0 +1,43 @@
+//! The object-safe optimizer interface every optimizer (generated or wrapped) implements.
+
+use crate::error::Result;
+use crate::group::Group;
+use crate::hyper::{HyperSpec, HyperValue};
+use crate::params::{Grads, Params};
+use crate::scalar::Scalar;
+use crate::state::OptimizerState;
+
+/// A stateful optimizer over named parameters of element type `T`.
+pub trait Optimizer<T: Scalar>: Send + std::fmt::Debug {
+    /// Registry name (`"adam"`, `"lookahead"`).
+    fn name(&self) -> &str;
+    /// Declared hyperparameters.
+    fn hyper_specs(&self) -> &'static [HyperSpec];
+    /// Current base value of hyperparameter `name`.
+    fn hyper(&self, name: &str) -> Result<HyperValue>;
+    /// Sets the base value of hyperparameter `name` (kind and range checked; groups that
+    /// override `name` keep their own value).
+    fn set_hyper(&mut self, name: &str, value: HyperValue) -> Result<()>;
+    /// Adds a parameter group; every override is checked first.
+    fn add_group(&mut self, group: Group) -> Result<()>;
+    /// Checks `grads` against `params` (names, shapes, sparse rows) without changing anything.
+    fn check(&self, params: &Params<T>, grads: &Grads<T>) -> Result<()>;
+    /// One step: checks everything, then updates every parameter that has a gradient.
+    /// On error nothing has changed.
+    fn step(&mut self, params: &mut Params<T>, grads: &Grads<T>) -> Result<()>;
+    /// Steps taken by parameter `name` (`None` before its first step).
+    fn step_count(&self, name: &str) -> Option<u64>;
+    /// Exports the whole state.
+    fn export_state(&self) -> OptimizerState;
+    /// Replaces the whole state with `state`, after checking all of it against this
+    /// optimizer and `params`; on error nothing changes.
+    fn import_state(&mut self, state: &OptimizerState, params: &Params<T>) -> Result<()>;
+    /// A boxed deep copy.
+    fn boxed_clone(&self) -> Box<dyn Optimizer<T>>;
+}
+
+impl<T: Scalar> Clone for Box<dyn Optimizer<T>> {
+    fn clone(&self) -> Self {
+        self.boxed_clone()
+    }
+}

@@ -1,0 +1,208 @@
+//! Named parameters and their gradients.
+
+use crate::error::{OptimError, Result};
+use crate::scalar::Scalar;
+use ndarray::{ArrayD, Dimension};
+
+/// Named parameter arrays of any dimension, in insertion order.
+///
+/// Arrays are stored contiguous in standard (C) order, so the optimizer can step them as
+/// flat slices; an array inserted in another layout is copied into standard order once.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Params<T> {
+    names: Vec<String>,
+    arrays: Vec<ArrayD<T>>,
+}
+
+impl<T: Scalar> Params<T> {
+    /// An empty set.
+    pub fn new() -> Self {
+        Params {
+            names: Vec::new(),
+            arrays: Vec::new(),
+        }
+    }
+
+    /// Adds a parameter. Names must be unique.
+    pub fn insert<D: Dimension>(
+        &mut self,
+        name: impl Into<String>,
+        value: ndarray::Array<T, D>,
+    ) -> Result<()> {
+        let name = name.into();
+        if self.index_of(&name).is_some() {
+            return Err(OptimError::DuplicateParam(name));
+        }
+        let value = value.into_dyn();
+        let value = if value.is_standard_layout() {
+            value
+        } else {
+            value.as_standard_layout().into_owned()
+        };
+        self.names.push(name);
+        self.arrays.push(value);
+        Ok(())
+    }
+
+    /// Builder form of [`Params::insert`].
+    pub fn with<D: Dimension>(
+        mut self,
+        name: impl Into<String>,
+        value: ndarray::Array<T, D>,
+    ) -> Result<Self> {
+        self.insert(name, value)?;
+        Ok(self)
+    }
+
+    /// The parameter named `name`.
+    pub fn get(&self, name: &str) -> Option<&ArrayD<T>> {
+        self.index_of(name).map(|i| &self.arrays[i])
+    }
+
+    /// The parameter named `name`, mutably (for initialisation; keep its shape).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut ArrayD<T>> {
+        self.index_of(name).map(move |i| &mut self.arrays[i])
+    }
+
+    /// Position of `name` in insertion order.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Names in insertion order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
+    /// `(name, array)` pairs in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ArrayD<T>)> {
+        self.names.iter().map(String::as_str).zip(self.arrays.iter())
+    }
+
+    /// `(name, array)` pairs in insertion order, arrays mutable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut ArrayD<T>)> {
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.arrays.iter_mut())
+    }
+
+    /// Number of parameters.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether there are no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Total number of elements over all parameters.
+    pub fn num_elements(&self) -> usize {
+        self.arrays.iter().map(|a| a.len()).sum()
+    }
+
+    /// The parameter at `index` with its name, mutably.
+    pub fn entry_mut(&mut self, index: usize) -> (&str, &mut ArrayD<T>) {
+        (&self.names[index], &mut self.arrays[index])
+    }
+}
+
+/// The gradient of one parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Grad<T> {
+    /// A gradient for every element, shaped like the parameter.
+    Dense(ArrayD<T>),
+    /// Gradient rows of a 2-D parameter (embedding tables): `values` has one row of the
+    /// parameter's width per entry of `rows`. Rows may repeat; repeats are summed. Rows not
+    /// listed have zero gradient.
+    Rows {
+        /// Row indices, in any order, possibly repeated.
+        rows: Vec<usize>,
+        /// Shape `[rows.len(), width]`.
+        values: ndarray::Array2<T>,
+    },
+}
+
+/// Gradients by parameter name. A parameter without an entry has no gradient this step:
+/// it is skipped and its state does not advance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Grads<T> {
+    entries: Vec<(String, Grad<T>)>,
+}
+
+impl<T: Scalar> Grads<T> {
+    /// No gradients.
+    pub fn new() -> Self {
+        Grads {
+            entries: Vec::new(),
+        }
+    }
+
+    /// Sets the dense gradient of `name` (replacing any earlier one).
+    pub fn insert<D: Dimension>(&mut self, name: impl Into<String>, grad: ndarray::Array<T, D>) {
+        self.set(name.into(), Grad::Dense(grad.into_dyn()));
+    }
+
+    /// Sets a sparse-row gradient of the 2-D parameter `name`.
+    pub fn insert_rows(
+        &mut self,
+        name: impl Into<String>,
+        rows: Vec<usize>,
+        values: ndarray::Array2<T>,
+    ) {
+        self.set(name.into(), Grad::Rows { rows, values });
+    }
+
+    /// Builder form of [`Grads::insert`].
+    pub fn with<D: Dimension>(mut self, name: impl Into<String>, grad: ndarray::Array<T, D>) -> Self {
+        self.insert(name, grad);
+        self
+    }
+
+    fn set(&mut self, name: String, grad: Grad<T>) {
+        match self.entries.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = grad,
+            None => self.entries.push((name, grad)),
+        }
+    }
+
+    /// The gradient of `name`, if given.
+    pub fn get(&self, name: &str) -> Option<&Grad<T>> {
+        self.entries.iter().find(|(n, _)| n == name).map(|(_, g)| g)
+    }
+
+    /// Mutable access to the gradient of `name` (for clipping).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Grad<T>> {
+        self.entries
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, g)| g)
+    }
+
+    /// `(name, gradient)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Grad<T>)> {
+        self.entries.iter().map(|(n, g)| (n.as_str(), g))
+    }
+
+    /// `(name, gradient)` pairs, gradients mutable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Grad<T>)> {
+        self.entries.iter_mut().map(|(n, g)| (n.as_str(), g))
+    }
+
+    /// Removes every gradient, keeping nothing.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Number of gradients given.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no gradient is given.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+

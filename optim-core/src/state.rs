@@ -1,0 +1,89 @@
+//! Exported optimizer state: a plain description any file format can carry.
+
+use crate::hyper::HyperValue;
+use crate::scalar::DType;
+
+/// Version of the exported-state layout; bumped on any incompatible change.
+pub const STATE_FORMAT_VERSION: u32 = 1;
+
+/// The values of one tensor, in its element type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorData {
+    /// `f32` elements.
+    F32(Vec<f32>),
+    /// `f64` elements.
+    F64(Vec<f64>),
+}
+
+impl TensorData {
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorData::F32(_) => DType::F32,
+            TensorData::F64(_) => DType::F64,
+        }
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::F64(v) => v.len(),
+        }
+    }
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A named tensor in exported state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorState {
+    /// State name (`"m"`, `"v"`, `"slow"`).
+    pub name: String,
+    /// Shape (the parameter's).
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: TensorData,
+}
+
+/// The state of one parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamState {
+    /// Parameter name.
+    pub param: String,
+    /// Steps taken by this parameter (its `t`).
+    pub step: u64,
+    /// Element-wise states that exist (disabled optional states are absent).
+    pub tensors: Vec<TensorState>,
+    /// Scalar states by name.
+    pub scalars: Vec<(String, f64)>,
+}
+
+/// One parameter group as exported: which parameters and which overrides.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupState {
+    /// Selector description.
+    pub selector: crate::group::Selector,
+    /// Hyperparameter overrides.
+    pub overrides: Vec<(String, HyperValue)>,
+}
+
+/// The whole state of an optimizer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    /// [`STATE_FORMAT_VERSION`] at export.
+    pub format_version: u32,
+    /// The optimizer's registry name.
+    pub optimizer: String,
+    /// Base hyperparameters.
+    pub hyper: Vec<(String, HyperValue)>,
+    /// Parameter groups (overrides on the base hyperparameters).
+    pub groups: Vec<GroupState>,
+    /// Optimizer-wide step count (wrappers count whole steps).
+    pub step: u64,
+    /// Per-parameter state, for every parameter that has taken a step.
+    pub params: Vec<ParamState>,
+    /// The wrapped optimizer's state (wrappers only).
+    pub inner: Option<Box<OptimizerState>>,
+}

@@ -1,0 +1,961 @@
+//! Stage 2: meaning. Turns the parsed declarations into the typed [`Model`]: resolves every
+//! name, types and classifies every expression, and reports each misuse at its token with
+//! a way to fix it.
+
+use crate::errors::{did_you_mean, Ctxt};
+use crate::model::*;
+use crate::parse::{ArgDecl, HyperDecl, Role, Settings, SignedLit};
+use proc_macro2::{Ident, Span};
+use quote::ToTokens;
+use syn::spanned::Spanned;
+use syn::Lit;
+
+/// Names the runtime reserves.
+const RESERVED: [&str; 2] = ["t", "maximize"];
+
+/// Builds the model from the parsed pieces, recording every error in `cx`.
+pub fn model(
+    cx: &mut Ctxt,
+    hyper_decls: Vec<HyperDecl>,
+    func: &syn::ItemFn,
+    args: Vec<ArgDecl>,
+    settings: Settings,
+) -> Option<Model> {
+    let mut names: Vec<Ident> = Vec::new();
+    let mut declare = |cx: &mut Ctxt, ident: &Ident| {
+        let s = ident.to_string();
+        if RESERVED.contains(&s.as_str()) {
+            let why = if s == "t" {
+                "`t` is the step count (1 on the first step), provided by the runtime"
+            } else {
+                "`maximize` is declared for every optimizer automatically"
+            };
+            cx.spanned(ident, format!("`{s}` is reserved: {why}; choose another name"));
+        } else if s.starts_with("__") {
+            cx.spanned(ident, "names starting with `__` are reserved for generated code");
+        } else if names.iter().any(|n| *n == s) {
+            cx.spanned(ident, format!("`{s}` is declared twice; every hyperparameter, argument and state needs its own name"));
+        } else {
+            names.push(ident.clone());
+        }
+    };
+
+    let mut hypers = Vec::new();
+    for decl in hyper_decls {
+        declare(cx, &decl.name);
+        if let Some(h) = hyper(cx, decl) {
+            hypers.push(h);
+        }
+    }
+
+    let mut param = None;
+    let mut grad = None;
+    let mut state_args = Vec::new();
+    let mut scalar_args = Vec::new();
+    for arg in args {
+        declare(cx, &arg.name);
+        match arg.role {
+            Role::Param | Role::Grad => {
+                let slot = if arg.role == Role::Param { &mut param } else { &mut grad };
+                if let Some(attr) = arg.when.as_ref().or(arg.init.as_ref()) {
+                    cx.spanned(attr, "only states take `#[when]` or `#[init]`");
+                }
+                if slot.is_some() {
+                    cx.spanned(&arg.name, format!("a second `{:?}` argument; an optimizer steps one parameter with one gradient", arg.role));
+                } else {
+                    *slot = Some(arg.name);
+                }
+            }
+            Role::State => state_args.push(arg),
+            Role::ScalarState => scalar_args.push(arg),
+        }
+    }
+    let Some(param) = param else {
+        cx.spanned(
+            &func.sig,
+            "no parameter: declare one argument `w: Param` (and `g: Grad` for the gradient)",
+        );
+        return None;
+    };
+    let maximize = grad.as_ref().map(|_| {
+        hypers.push(Hyper {
+            name: Ident::new("maximize", Span::call_site()),
+            kind: HyperKind::Bool,
+            default: Value::Bool(false),
+            lo: Bound::Unbounded,
+            hi: Bound::Unbounded,
+            doc: "Maximize the objective (gradient ascent): the gradient is negated before the update.".into(),
+        });
+        hypers.len() - 1
+    });
+
+    let fn_name = func.sig.ident.to_string();
+    let mut lower = Lower {
+        cx,
+        hypers: &hypers,
+        param: param.clone(),
+        grad: grad.clone(),
+        states: state_args.iter().map(|a| a.name.clone()).collect(),
+        state_when: vec![None; state_args.len()],
+        scalars: scalar_args.iter().map(|a| a.name.clone()).collect(),
+        scopes: vec![Vec::new()],
+        locals: 0,
+        conds: Vec::new(),
+        known: Vec::new(),
+        inline_depth: 0,
+        assigned_param: false,
+        assigned_states: vec![false; state_args.len()],
+        assigned_scalars: vec![false; scalar_args.len()],
+    };
+
+    let mut states = Vec::new();
+    for (i, arg) in state_args.iter().enumerate() {
+        let when = arg.when.as_ref().and_then(|e| lower.when_cond(e));
+        lower.state_when[i] = when.map(|k| lower.conds[k].0.clone());
+        let init = match &arg.init {
+            None => Init::Fill(float(0.0)),
+            Some(e) if is_ident(e, &param) => Init::CopyOfParam,
+            Some(e) => Init::Fill(lower.const_value(e, "an initial value")),
+        };
+        states.push(State {
+            name: arg.name.clone(),
+            init,
+            when,
+        });
+    }
+    let mut scalars = Vec::new();
+    for arg in &scalar_args {
+        if let Some(w) = &arg.when {
+            lower.cx.spanned(w, "scalar states always exist; `#[when]` applies to element-wise states");
+        }
+        let init = match &arg.init {
+            None => float(0.0),
+            Some(e) => lower.const_value(e, "an initial value"),
+        };
+        scalars.push(ScalarState {
+            name: arg.name.clone(),
+            init,
+        });
+    }
+
+    let body = lower.block_stmts(&func.block.stmts);
+
+    if !lower.assigned_param {
+        let eg = match &grad {
+            Some(g) => format!("`{param} -= lr * {g};`"),
+            None => format!("`{param} = ...;`"),
+        };
+        lower.cx.spanned(
+            &param,
+            format!("the parameter `{param}` is never updated; add its update rule, such as {eg}"),
+        );
+    }
+    for (i, s) in states.iter().enumerate() {
+        if !lower.assigned_states[i] {
+            lower.cx.spanned(
+                &s.name,
+                format!("state `{0}` is never updated; assign it in the body (e.g. `{0} = beta * {0} + (1.0 - beta) * g;`) or remove it", s.name),
+            );
+        }
+    }
+    for (i, s) in scalars.iter().enumerate() {
+        if !lower.assigned_scalars[i] {
+            lower.cx.spanned(
+                &s.name,
+                format!("scalar state `{0}` is never updated; assign it in the body or remove it", s.name),
+            );
+        }
+    }
+    let conds = lower.conds.into_iter().map(|(_, e)| e).collect();
+    let locals = lower.locals;
+
+    let (name, type_name) = match settings.name {
+        Some((n, _)) => (n, camel(&fn_name)),
+        None => (fn_name.clone(), camel(&fn_name)),
+    };
+    let source = func
+        .block
+        .span()
+        .source_text()
+        .unwrap_or_else(|| func.block.to_token_stream().to_string());
+    Some(Model {
+        vis: func.vis.clone(),
+        name,
+        type_name: Ident::new(&type_name, func.sig.ident.span()),
+        doc: settings.docs,
+        source,
+        hypers,
+        maximize,
+        param,
+        grad,
+        states,
+        scalars,
+        lazy_rows: settings.lazy_rows,
+        conds,
+        body,
+        locals,
+    })
+}
+
+fn camel(snake: &str) -> String {
+    snake
+        .split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn float(x: f64) -> Expr {
+    Expr {
+        kind: ExprKind::Float(x),
+        ty: Ty::Float,
+        level: Level::Const,
+    }
+}
+
+fn is_ident(e: &syn::Expr, name: &Ident) -> bool {
+    matches!(e, syn::Expr::Path(p) if p.path.is_ident(name))
+}
+
+/// The value of a literal, negated if written with a minus.
+fn lit_value(cx: &mut Ctxt, l: &SignedLit) -> Option<Value> {
+    let v = match &l.lit {
+        Lit::Float(f) => Value::Float(f.base10_parse::<f64>().ok()?),
+        Lit::Int(i) => Value::Int(i.base10_parse::<i64>().ok()?),
+        Lit::Bool(b) => Value::Bool(b.value),
+        other => {
+            cx.spanned(other, "expected a number or `true`/`false`");
+            return None;
+        }
+    };
+    Some(match (l.negative, v) {
+        (false, v) => v,
+        (true, Value::Float(x)) => Value::Float(-x),
+        (true, Value::Int(i)) => Value::Int(-i),
+        (true, Value::Bool(_)) => {
+            cx.at(l.span, "`-` before a bool");
+            return None;
+        }
+    })
+}
+
+fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Option<Hyper> {
+    let default = lit_value(cx, &d.default)?;
+    let written_kind = match default {
+        Value::Float(_) => HyperKind::Float,
+        Value::Bool(_) => HyperKind::Bool,
+        Value::Int(_) => HyperKind::Int,
+    };
+    let kind = match &d.ty {
+        None => written_kind,
+        Some(ty) => {
+            let t = ty.to_token_stream().to_string();
+            match t.as_str() {
+                "f64" | "f32" => HyperKind::Float,
+                "bool" => HyperKind::Bool,
+                "i64" | "i32" | "u32" | "u64" | "usize" => HyperKind::Int,
+                _ => {
+                    cx.spanned(ty, format!("unsupported hyperparameter type `{t}`; use `f64`, `bool` or `i64`"));
+                    return None;
+                }
+            }
+        }
+    };
+    let default = match (kind, default) {
+        (HyperKind::Float, Value::Int(i)) => Value::Float(i as f64),
+        (k, v) if k == written_kind => v,
+        (k, _) => {
+            let want = match k {
+                HyperKind::Float => "a float such as `0.5`",
+                HyperKind::Bool => "`true` or `false`",
+                HyperKind::Int => "an integer such as `5`",
+            };
+            cx.at(
+                d.default.span,
+                format!("the default of `{}` has the wrong type: `{}` is declared {:?}, so the default must be {want}", d.name, d.name, k).replace("Float", "a float").replace("Bool", "a bool").replace("Int", "an integer"),
+            );
+            return None;
+        }
+    };
+    let (mut lo, mut hi) = (Bound::Unbounded, Bound::Unbounded);
+    if let Some(r) = &d.range {
+        if kind == HyperKind::Bool {
+            cx.at(r.span, format!("`{}` is a bool; a bool takes no range", d.name));
+            return None;
+        }
+        let bound = |cx: &mut Ctxt, l: &SignedLit| -> Option<f64> {
+            match lit_value(cx, l)? {
+                Value::Float(x) if kind == HyperKind::Float => Some(x),
+                Value::Int(i) => Some(i as f64),
+                _ => {
+                    cx.at(l.span, format!("range bounds of `{}` must be {}", d.name, if kind == HyperKind::Int { "integers" } else { "numbers" }));
+                    None
+                }
+            }
+        };
+        if let Some(l) = &r.lo {
+            lo = Bound::Inclusive(bound(cx, l)?);
+        }
+        if let Some(h) = &r.hi {
+            let x = bound(cx, h)?;
+            hi = if r.inclusive_hi { Bound::Inclusive(x) } else { Bound::Exclusive(x) };
+        }
+    }
+    let x = match default {
+        Value::Float(x) => Some(x),
+        Value::Int(i) => Some(i as f64),
+        Value::Bool(_) => None,
+    };
+    if let Some(x) = x {
+        let ok_lo = match lo {
+            Bound::Inclusive(l) => x >= l,
+            _ => true,
+        };
+        let ok_hi = match hi {
+            Bound::Inclusive(h) => x <= h,
+            Bound::Exclusive(h) => x < h,
+            _ => true,
+        };
+        if !(ok_lo && ok_hi) {
+            cx.at(
+                d.default.span,
+                format!(
+                    "the default {x} of `{}` is outside its range {}; change the default or the range",
+                    d.name,
+                    show_range(lo, hi)
+                ),
+            );
+            return None;
+        }
+    }
+    let doc = d
+        .docs
+        .iter()
+        .filter_map(|a| match &a.meta {
+            syn::Meta::NameValue(nv) if nv.path.is_ident("doc") => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => Some(s.value().trim().to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(Hyper {
+        name: d.name,
+        kind,
+        default,
+        lo,
+        hi,
+        doc,
+    })
+}
+
+/// An interval as users read it: `[0, 1)`.
+pub fn show_range(lo: Bound, hi: Bound) -> String {
+    let l = match lo {
+        Bound::Inclusive(l) => format!("[{l}"),
+        Bound::Exclusive(l) => format!("({l}"),
+        Bound::Unbounded => "(-inf".into(),
+    };
+    let h = match hi {
+        Bound::Inclusive(h) => format!("{h}]"),
+        Bound::Exclusive(h) => format!("{h})"),
+        Bound::Unbounded => "inf)".into(),
+    };
+    format!("{l}, {h}")
+}
+
+/// Lowering of the body: name resolution, typing, classification.
+struct Lower<'a> {
+    cx: &'a mut Ctxt,
+    hypers: &'a [Hyper],
+    param: Ident,
+    grad: Option<Ident>,
+    states: Vec<Ident>,
+    /// The condition key each optional state needs to be known true.
+    state_when: Vec<Option<String>>,
+    scalars: Vec<Ident>,
+    /// Locals in scope: name, id, type, level.
+    scopes: Vec<Vec<(String, usize, Ty, Level)>>,
+    locals: usize,
+    /// Distinct hoisted conditions, keyed by their tokens.
+    conds: Vec<(String, Expr)>,
+    /// Condition keys known to hold at this point (enclosing `if` arms).
+    known: Vec<String>,
+    /// Depth of per-element (not hoisted) conditions around this point.
+    inline_depth: usize,
+    assigned_param: bool,
+    assigned_states: Vec<bool>,
+    assigned_scalars: Vec<bool>,
+}
+
+fn key_of(e: &syn::Expr) -> String {
+    strip_parens(e).to_token_stream().to_string()
+}
+
+fn strip_parens(e: &syn::Expr) -> &syn::Expr {
+    match e {
+        syn::Expr::Paren(p) => strip_parens(&p.expr),
+        other => other,
+    }
+}
+
+/// The conjuncts of `a && b && c`, as keys.
+fn conjunct_keys(e: &syn::Expr, out: &mut Vec<String>) {
+    out.push(key_of(e));
+    if let syn::Expr::Binary(b) = strip_parens(e) {
+        if matches!(b.op, syn::BinOp::And(_)) {
+            conjunct_keys(&b.left, out);
+            conjunct_keys(&b.right, out);
+        }
+    }
+}
+
+impl Lower<'_> {
+    fn err(&mut self, tokens: impl ToTokens, msg: impl std::fmt::Display) -> Expr {
+        self.cx.spanned(tokens, msg);
+        float(0.0)
+    }
+
+    /// A `#[when(...)]` condition: a per-construction boolean.
+    fn when_cond(&mut self, e: &syn::Expr) -> Option<usize> {
+        let x = self.expr(e);
+        if x.ty != Ty::Bool || x.level != Level::Const {
+            self.cx.spanned(e, "`#[when(...)]` takes a condition on hyperparameters only, such as `#[when(amsgrad)]` or `#[when(momentum > 0.0)]`");
+            return None;
+        }
+        Some(self.hoist_cond(key_of(e), x))
+    }
+
+    fn hoist_cond(&mut self, key: String, x: Expr) -> usize {
+        if let Some(i) = self.conds.iter().position(|(k, _)| *k == key) {
+            return i;
+        }
+        self.conds.push((key, x));
+        self.conds.len() - 1
+    }
+
+    /// A per-construction float (initial values).
+    fn const_value(&mut self, e: &syn::Expr, what: &str) -> Expr {
+        let x = self.expr(e);
+        if x.ty != Ty::Float || x.level != Level::Const {
+            let p = &self.param;
+            return self.err(e, format!("{what} must be a number computed from hyperparameters and literals, or `{p}` (a copy of the parameter)"));
+        }
+        x
+    }
+
+    fn lookup(&self, name: &str) -> Option<Var> {
+        for scope in self.scopes.iter().rev() {
+            if let Some((_, id, _, _)) = scope.iter().rev().find(|(n, ..)| n == name) {
+                return Some(Var::Local(*id));
+            }
+        }
+        if name == "t" {
+            return Some(Var::Step);
+        }
+        if self.param == name {
+            return Some(Var::Param);
+        }
+        if self.grad.as_ref().is_some_and(|g| g == name) {
+            return Some(Var::Grad);
+        }
+        if let Some(i) = self.hypers.iter().position(|h| h.name == name) {
+            return Some(Var::Hyper(i));
+        }
+        if let Some(i) = self.states.iter().position(|s| s == name) {
+            return Some(Var::State(i));
+        }
+        if let Some(i) = self.scalars.iter().position(|s| s == name) {
+            return Some(Var::Scalar(i));
+        }
+        None
+    }
+
+    fn all_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = vec!["t".into(), self.param.to_string()];
+        v.extend(self.grad.iter().map(ToString::to_string));
+        v.extend(self.hypers.iter().map(|h| h.name.to_string()));
+        v.extend(self.states.iter().map(ToString::to_string));
+        v.extend(self.scalars.iter().map(ToString::to_string));
+        for s in &self.scopes {
+            v.extend(s.iter().map(|(n, ..)| n.clone()));
+        }
+        v
+    }
+
+    fn var_info(&self, v: Var) -> (Ty, Level) {
+        match v {
+            Var::Hyper(i) => (
+                if self.hypers[i].kind == HyperKind::Bool { Ty::Bool } else { Ty::Float },
+                Level::Const,
+            ),
+            Var::Step | Var::Scalar(_) => (Ty::Float, Level::Step),
+            Var::Param | Var::Grad | Var::State(_) => (Ty::Float, Level::Elem),
+            Var::Local(id) => self
+                .scopes
+                .iter()
+                .flatten()
+                .find(|(_, i, ..)| *i == id)
+                .map(|&(_, _, t, l)| (t, l))
+                .unwrap_or((Ty::Float, Level::Const)),
+        }
+    }
+
+    /// Reports use of an optional state outside its option.
+    fn check_when(&mut self, i: usize, tokens: &impl ToTokens) {
+        if let Some(key) = &self.state_when[i] {
+            if !self.known.contains(key) {
+                let name = &self.states[i];
+                let msg = format!("state `{name}` exists only when `{key}`; use it inside `if {key} {{ ... }}`");
+                self.cx.spanned(tokens, msg);
+            }
+        }
+    }
+
+    fn name(&mut self, path: &syn::ExprPath) -> Expr {
+        let Some(ident) = path.path.get_ident().filter(|_| path.qself.is_none()) else {
+            return self.err(path, "expected a plain name; paths are not part of the equation language");
+        };
+        let name = ident.to_string();
+        let Some(var) = self.lookup(&name) else {
+            let names = self.all_names();
+            let hint = did_you_mean(&name, names.iter().map(String::as_str));
+            let hint = if hint.is_empty() && self.grad.is_none() && (name == "g" || name == "grad") {
+                "; this rule declares no gradient (add `g: Grad` to read one)".to_string()
+            } else {
+                hint
+            };
+            return self.err(ident, format!("cannot find `{name}` in this optimizer{hint}; names are hyperparameters, `t`, the parameter, the gradient, states and `let` bindings"));
+        };
+        if let Var::State(i) = var {
+            self.check_when(i, ident);
+        }
+        let (ty, level) = self.var_info(var);
+        Expr {
+            kind: ExprKind::Var(var),
+            ty,
+            level,
+        }
+    }
+
+    fn expect_ty(&mut self, x: &Expr, ty: Ty, tokens: &impl ToTokens, what: &str) {
+        if x.ty != ty {
+            let msg = match ty {
+                Ty::Float => format!("{what} must be a number, but this is a condition (bool)"),
+                Ty::Bool => format!("{what} must be a condition (bool), but this is a number; compare it, e.g. `x > 0.0`"),
+            };
+            self.cx.spanned(tokens, msg);
+        }
+    }
+
+    fn expr(&mut self, e: &syn::Expr) -> Expr {
+        use syn::Expr as E;
+        match e {
+            E::Lit(l) => match &l.lit {
+                Lit::Float(f) => match f.base10_parse::<f64>() {
+                    Ok(x) => float(x),
+                    Err(err) => self.err(f, err),
+                },
+                Lit::Int(i) => match i.base10_parse::<i64>() {
+                    Ok(x) => Expr {
+                        kind: ExprKind::Int(x),
+                        ty: Ty::Float,
+                        level: Level::Const,
+                    },
+                    Err(err) => self.err(i, err),
+                },
+                Lit::Bool(b) => Expr {
+                    kind: ExprKind::Bool(b.value),
+                    ty: Ty::Bool,
+                    level: Level::Const,
+                },
+                other => self.err(other, "only numbers and `true`/`false` are literals in equations"),
+            },
+            E::Path(p) => self.name(p),
+            E::Paren(p) => self.expr(&p.expr),
+            E::Group(g) => self.expr(&g.expr),
+            E::Unary(u) => {
+                let x = self.expr(&u.expr);
+                match u.op {
+                    syn::UnOp::Neg(_) => {
+                        self.expect_ty(&x, Ty::Float, &u.expr, "the operand of `-`");
+                        Expr { ty: Ty::Float, level: x.level, kind: ExprKind::Neg(Box::new(x)) }
+                    }
+                    syn::UnOp::Not(_) => {
+                        self.expect_ty(&x, Ty::Bool, &u.expr, "the operand of `!`");
+                        Expr { ty: Ty::Bool, level: x.level, kind: ExprKind::Not(Box::new(x)) }
+                    }
+                    _ => self.err(u, "unsupported operator; equations use `-` and `!`"),
+                }
+            }
+            E::Binary(b) => self.binary(b),
+            E::Call(c) => {
+                let syn::Expr::Path(p) = &*c.func else {
+                    return self.err(&c.func, "expected a function name such as `sqrt`");
+                };
+                let Some(ident) = p.path.get_ident() else {
+                    return self.err(&c.func, "expected a function name such as `sqrt`");
+                };
+                let args: Vec<&syn::Expr> = c.args.iter().collect();
+                self.call(ident, args, c)
+            }
+            E::MethodCall(m) => {
+                if m.turbofish.is_some() {
+                    return self.err(m, "turbofish is not part of the equation language");
+                }
+                let mut args: Vec<&syn::Expr> = vec![&m.receiver];
+                args.extend(m.args.iter());
+                self.call(&m.method, args, m)
+            }
+            E::If(i) => self.if_expr(i),
+            E::Block(b) if b.label.is_none() => {
+                let block = self.block(&b.block.stmts);
+                match &block.tail {
+                    Some(t) => Expr { ty: t.ty, level: block_level(&block), kind: ExprKind::Block(Box::new(block)) },
+                    None => self.err(b, "this block needs a value as its last expression"),
+                }
+            }
+            other => self.err(other, unsupported(other)),
+        }
+    }
+
+    fn binary(&mut self, b: &syn::ExprBinary) -> Expr {
+        use syn::BinOp as B;
+        let op = match b.op {
+            B::Add(_) => BinOp::Add,
+            B::Sub(_) => BinOp::Sub,
+            B::Mul(_) => BinOp::Mul,
+            B::Div(_) => BinOp::Div,
+            B::Rem(_) => BinOp::Rem,
+            B::Lt(_) => BinOp::Lt,
+            B::Le(_) => BinOp::Le,
+            B::Gt(_) => BinOp::Gt,
+            B::Ge(_) => BinOp::Ge,
+            B::Eq(_) => BinOp::Eq,
+            B::Ne(_) => BinOp::Ne,
+            B::And(_) => BinOp::And,
+            B::Or(_) => BinOp::Or,
+            B::AddAssign(_) | B::SubAssign(_) | B::MulAssign(_) | B::DivAssign(_) => {
+                return self.err(b, "an assignment is a statement; end it with `;` and do not use it as a value");
+            }
+            _ => return self.err(b.op, "unsupported operator; equations use + - * / % comparisons && ||"),
+        };
+        let l = self.expr(&b.left);
+        let r = self.expr(&b.right);
+        let (operand, result) = match op {
+            BinOp::And | BinOp::Or => (Ty::Bool, Ty::Bool),
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => (Ty::Float, Ty::Float),
+            BinOp::Eq | BinOp::Ne if l.ty == Ty::Bool => (Ty::Bool, Ty::Bool),
+            _ => (Ty::Float, Ty::Bool),
+        };
+        self.expect_ty(&l, operand, &b.left, "this operand");
+        self.expect_ty(&r, operand, &b.right, "this operand");
+        Expr {
+            ty: result,
+            level: l.level.max(r.level),
+            kind: ExprKind::Binary(op, Box::new(l), Box::new(r)),
+        }
+    }
+
+    fn call(&mut self, ident: &Ident, args: Vec<&syn::Expr>, whole: &impl ToTokens) -> Expr {
+        let name = ident.to_string();
+        let Some((func, arity)) = Func::lookup(&name) else {
+            let hint = did_you_mean(&name, Func::ALL.iter().map(|(n, ..)| *n));
+            let all: Vec<&str> = Func::ALL.iter().map(|(n, ..)| *n).collect();
+            return self.err(ident, format!("unknown function `{name}`{hint}; the equations can call {}", all.join(", ")));
+        };
+        if args.len() != arity {
+            return self.err(whole, format!("`{name}` takes {arity} argument{}, got {}", if arity == 1 { "" } else { "s" }, args.len()));
+        }
+        let xs: Vec<Expr> = args.iter().map(|a| self.expr(a)).collect();
+        for (x, a) in xs.iter().zip(&args) {
+            self.expect_ty(x, Ty::Float, a, &format!("the argument of `{name}`"));
+        }
+        let level = xs.iter().map(|x| x.level).max().unwrap_or(Level::Const);
+        if func == Func::Powi && level == Level::Elem && !matches!(xs[1].kind, ExprKind::Int(_)) {
+            return self.err(args[1], "in a per-element `powi` the exponent must be an integer literal; use `powf` for other exponents");
+        }
+        Expr {
+            kind: ExprKind::Call(func, xs),
+            ty: Ty::Float,
+            level,
+        }
+    }
+
+    /// The condition of an `if`, hoisted if it does not depend on elements.
+    fn cond(&mut self, e: &syn::Expr) -> Cond {
+        let x = self.expr(e);
+        self.expect_ty(&x, Ty::Bool, e, "an `if` condition");
+        if x.level <= Level::Step {
+            Cond::Hoisted(self.hoist_cond(key_of(e), x))
+        } else {
+            Cond::Inline(x)
+        }
+    }
+
+    /// Lowers a branch with the condition's keys known true (then) or not (else).
+    fn arm(&mut self, cond_expr: &syn::Expr, cond: &Cond, then: bool, stmts: &[syn::Stmt]) -> Block {
+        let before = self.known.len();
+        if then {
+            conjunct_keys(cond_expr, &mut self.known);
+        }
+        let inline = matches!(cond, Cond::Inline(_));
+        self.inline_depth += usize::from(inline);
+        let block = self.block(stmts);
+        self.inline_depth -= usize::from(inline);
+        self.known.truncate(before);
+        block
+    }
+
+    fn else_stmts<'b>(&mut self, i: &'b syn::ExprIf) -> Option<Vec<syn::Stmt>> {
+        let (_, e) = i.else_branch.as_ref()?;
+        Some(match &**e {
+            syn::Expr::Block(b) => b.block.stmts.clone(),
+            other => vec![syn::Stmt::Expr(other.clone(), None)],
+        })
+    }
+
+    fn if_expr(&mut self, i: &syn::ExprIf) -> Expr {
+        let cond = self.cond(&i.cond);
+        let then = self.arm(&i.cond, &cond, true, &i.then_branch.stmts);
+        let Some(else_stmts) = self.else_stmts(i) else {
+            return self.err(i, "an `if` used as a value needs an `else` branch");
+        };
+        let otherwise = self.arm(&i.cond, &cond, false, &else_stmts);
+        let (Some(a), Some(b)) = (&then.tail, &otherwise.tail) else {
+            return self.err(i, "both branches of an `if` used as a value must end with a value");
+        };
+        if a.ty != b.ty {
+            return self.err(i, "the two branches of this `if` have different types");
+        }
+        let ty = a.ty;
+        let cond_level = match &cond {
+            Cond::Hoisted(k) => self.conds[*k].1.level,
+            Cond::Inline(x) => x.level,
+        };
+        let level = cond_level.max(block_level(&then)).max(block_level(&otherwise));
+        Expr {
+            kind: ExprKind::If(Box::new(cond), Box::new(then), Box::new(otherwise)),
+            ty,
+            level,
+        }
+    }
+
+    fn block(&mut self, stmts: &[syn::Stmt]) -> Block {
+        self.scopes.push(Vec::new());
+        let (body, tail) = match stmts.split_last() {
+            Some((syn::Stmt::Expr(e, None), rest)) if !is_statement_expr(e) => (rest, Some(e)),
+            _ => (stmts, None),
+        };
+        let stmts = self.stmts(body);
+        let tail = tail.map(|e| self.expr(e));
+        self.scopes.pop();
+        Block { stmts, tail }
+    }
+
+    fn block_stmts(&mut self, stmts: &[syn::Stmt]) -> Vec<Stmt> {
+        let block = self.block(stmts);
+        if let Some(t) = &block.tail {
+            let _ = t;
+            // A trailing value at top level has nowhere to go.
+            if let Some(syn::Stmt::Expr(e, None)) = stmts.last() {
+                self.cx.spanned(e, "a value on its own does nothing; assign it, e.g. `w -= ...;`");
+            }
+        }
+        block.stmts
+    }
+
+    fn stmts(&mut self, stmts: &[syn::Stmt]) -> Vec<Stmt> {
+        let mut out = Vec::new();
+        for s in stmts {
+            match s {
+                syn::Stmt::Local(l) => {
+                    if let Some(st) = self.let_stmt(l) {
+                        out.push(st);
+                    }
+                }
+                syn::Stmt::Expr(e, _) => {
+                    if let Some(st) = self.expr_stmt(e) {
+                        out.push(st);
+                    }
+                }
+                syn::Stmt::Item(item) => self.cx.spanned(item, "items (fn, struct, use, ...) cannot appear in the equations; define helpers outside the optimizer"),
+                syn::Stmt::Macro(m) => self.cx.spanned(m, "macros cannot appear in the equations"),
+            }
+        }
+        out
+    }
+
+    fn let_stmt(&mut self, l: &syn::Local) -> Option<Stmt> {
+        let ident = match &l.pat {
+            syn::Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => &p.ident,
+            syn::Pat::Ident(p) if p.mutability.is_some() => {
+                self.cx.spanned(p, "`let` bindings are values, not variables: drop `mut` and bind a new name, or declare a state");
+                return None;
+            }
+            other => {
+                self.cx.spanned(other, "expected `let name = value;`");
+                return None;
+            }
+        };
+        let Some(init) = &l.init else {
+            self.cx.spanned(l, "a `let` needs a value: `let name = value;`");
+            return None;
+        };
+        if let Some((_, diverge)) = &init.diverge {
+            self.cx.spanned(diverge, "`let ... else` is not part of the equation language");
+        }
+        let name = ident.to_string();
+        if name.starts_with("__") || self.lookup(&name).is_some() {
+            self.cx.spanned(ident, format!("`{name}` is already declared; choose a new name for this `let`"));
+            return None;
+        }
+        let value = self.expr(&init.expr);
+        let id = self.locals;
+        self.locals += 1;
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.push((name, id, value.ty, value.level));
+        }
+        Some(Stmt::Let { local: id, value })
+    }
+
+    fn expr_stmt(&mut self, e: &syn::Expr) -> Option<Stmt> {
+        use syn::BinOp as B;
+        match e {
+            syn::Expr::Assign(a) => self.assign(&a.left, None, &a.right),
+            syn::Expr::Binary(b) => {
+                let op = match b.op {
+                    B::AddAssign(_) => BinOp::Add,
+                    B::SubAssign(_) => BinOp::Sub,
+                    B::MulAssign(_) => BinOp::Mul,
+                    B::DivAssign(_) => BinOp::Div,
+                    _ => {
+                        self.cx.spanned(e, "a value on its own does nothing; assign it, e.g. `w -= ...;`");
+                        return None;
+                    }
+                };
+                self.assign(&b.left, Some(op), &b.right)
+            }
+            syn::Expr::If(i) => {
+                let cond = self.cond(&i.cond);
+                let then = self.arm(&i.cond, &cond, true, &i.then_branch.stmts);
+                let otherwise = self.else_stmts(i).map(|s| self.arm(&i.cond, &cond, false, &s));
+                for b in std::iter::once(&then).chain(otherwise.as_ref()) {
+                    if b.tail.is_some() {
+                        self.cx.spanned(i, "a statement `if` has no value; end each branch's assignments with `;`");
+                    }
+                }
+                Some(Stmt::If { cond, then, otherwise })
+            }
+            other => {
+                self.cx.spanned(other, unsupported(other));
+                None
+            }
+        }
+    }
+
+    fn assign(&mut self, left: &syn::Expr, op: Option<BinOp>, right: &syn::Expr) -> Option<Stmt> {
+        let syn::Expr::Path(p) = strip_parens(left) else {
+            self.cx.spanned(left, "only the parameter, the gradient and states can be assigned");
+            return None;
+        };
+        let Some(ident) = p.path.get_ident() else {
+            self.cx.spanned(left, "expected a name");
+            return None;
+        };
+        let name = ident.to_string();
+        let target = match self.lookup(&name) {
+            Some(Var::Param) => {
+                self.assigned_param = true;
+                Target::Param
+            }
+            Some(Var::Grad) => Target::Grad,
+            Some(Var::State(i)) => {
+                self.check_when(i, ident);
+                self.assigned_states[i] = true;
+                Target::State(i)
+            }
+            Some(Var::Scalar(i)) => {
+                self.assigned_scalars[i] = true;
+                Target::Scalar(i)
+            }
+            Some(Var::Hyper(_)) => {
+                self.cx.spanned(ident, format!("cannot assign to hyperparameter `{name}`: hyperparameters are read-only in the equations; declare a state (`{name}_state: State`) for a value that changes"));
+                return None;
+            }
+            Some(Var::Step) => {
+                self.cx.spanned(ident, "cannot assign to the step count `t`: the runtime advances it once per step");
+                return None;
+            }
+            Some(Var::Local(_)) => {
+                self.cx.spanned(ident, format!("cannot assign to `{name}`: `let` bindings are values; bind a new name with `let` instead"));
+                return None;
+            }
+            None => {
+                self.name(p);
+                return None;
+            }
+        };
+        let value = self.expr(right);
+        self.expect_ty(&value, Ty::Float, right, "the assigned value");
+        if let Target::Scalar(_) = target {
+            if value.level == Level::Elem {
+                self.cx.spanned(right, format!("scalar state `{name}` holds one number per parameter; it cannot be assigned a per-element value"));
+            }
+            if self.inline_depth > 0 {
+                self.cx.spanned(ident, format!("scalar state `{name}` cannot be assigned under a per-element condition"));
+            }
+        }
+        Some(Stmt::Assign { target, op, value })
+    }
+}
+
+fn block_level(b: &Block) -> Level {
+    let mut l = b.tail.as_ref().map_or(Level::Const, |t| t.level);
+    for s in &b.stmts {
+        l = l.max(match s {
+            Stmt::Let { value, .. } => value.level,
+            Stmt::Assign { .. } | Stmt::If { .. } => Level::Elem,
+        });
+    }
+    l
+}
+
+fn is_statement_expr(e: &syn::Expr) -> bool {
+    match e {
+        syn::Expr::Assign(_) => true,
+        syn::Expr::Binary(b) => matches!(
+            b.op,
+            syn::BinOp::AddAssign(_) | syn::BinOp::SubAssign(_) | syn::BinOp::MulAssign(_) | syn::BinOp::DivAssign(_)
+        ),
+        _ => false,
+    }
+}
+
+/// What to say about syntax the equation language does not have.
+fn unsupported(e: &syn::Expr) -> String {
+    let what = match e {
+        syn::Expr::ForLoop(_) | syn::Expr::While(_) | syn::Expr::Loop(_) => {
+            return "loops are not part of the equation language: the body already runs once per element; write the update for one element".into()
+        }
+        syn::Expr::Closure(_) => "closures",
+        syn::Expr::Index(_) => "indexing (the body sees one element at a time)",
+        syn::Expr::Field(_) => "field access",
+        syn::Expr::Return(_) | syn::Expr::Break(_) | syn::Expr::Continue(_) => "control flow (`return`, `break`)",
+        syn::Expr::Macro(_) => "macros",
+        syn::Expr::Reference(_) => "references",
+        syn::Expr::Cast(_) => "casts (`t` and integer hyperparameters are numbers already)",
+        syn::Expr::Match(_) => "`match` (use `if`/`else`)",
+        syn::Expr::Unsafe(_) => "`unsafe` blocks",
+        syn::Expr::Tuple(_) | syn::Expr::Array(_) => "tuples and arrays",
+        _ => "this syntax",
+    };
+    format!("unsupported in optimizer equations: {what}")
+}
+

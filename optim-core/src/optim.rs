@@ -1,1 +1,405 @@
-//! (in progress)
+//! [`Optim`]: runs any generated [`Algorithm`] over named parameters, with groups,
+//! lazily allocated per-parameter state and checked state export/import.
+
+mod grad;
+pub(crate) mod slot;
+
+pub(crate) use grad::{check_grads, with_flat};
+
+use crate::algorithm::{Algorithm, AlgorithmKind};
+use crate::error::{OptimError, Result};
+use crate::group::{Group, Selector};
+use crate::hyper::{find_spec, HyperSpec, HyperValue};
+use crate::optimizer::Optimizer;
+use crate::params::{Grads, Params};
+use crate::scalar::Scalar;
+use crate::state::{GroupState, OptimizerState, STATE_FORMAT_VERSION};
+use grad::Scratch;
+use slot::Slot;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A first-order optimizer: the algorithm `A` (its hyperparameters) applied to parameters
+/// of element type `T`.
+///
+/// Each parameter has its own state, keyed by its name: a step count `t` and the states
+/// `A` declares, allocated on the first step that gives the parameter a gradient. At each
+/// step, every parameter with a gradient takes `t ← t + 1` and one `A::step`, under the
+/// hyperparameters of the first [`Group`] that matches its name (else the base ones);
+/// parameters without a gradient, and their state, are left as they are.
+///
+/// ```ignore
+/// let mut opt = Optim::<Adam, f32>::new(Adam::default().lr(1e-3))?;
+/// opt.exclude_from_weight_decay(&["bias", "LayerNorm"])?;
+/// opt.step(&mut params, &grads)?;
+/// ```
+pub struct Optim<A: Algorithm, T: Scalar> {
+    base: A,
+    groups: Vec<Group>,
+    /// `base` with each group's overrides applied, one per group.
+    resolved: Vec<A>,
+    /// Bumped whenever `groups` changes; invalidates each slot's cached group.
+    epoch: u64,
+    /// Successful `step` calls.
+    steps: u64,
+    slots: BTreeMap<String, Slot<T>>,
+    scratch: Scratch<T>,
+    /// The parameter, when it is not in standard layout.
+    wbuf: Vec<T>,
+}
+
+impl<A: Algorithm, T: Scalar> Optim<A, T> {
+    /// An optimizer with base hyperparameters `hyper` (checked with `A::validate`) and no
+    /// state yet.
+    ///
+    /// Fails if `A` is a wrapper rule (use [`crate::wrapper::Wrapped`]) or if a
+    /// hyperparameter is out of range.
+    pub fn new(hyper: A) -> Result<Self> {
+        if A::KIND != AlgorithmKind::Optimizer {
+            return Err(OptimError::Config(format!(
+                "{} is a wrapper rule, not an optimizer: wrap another optimizer with it \
+                 (`Wrapped::new`)",
+                A::NAME
+            )));
+        }
+        hyper.validate()?;
+        Ok(Optim {
+            base: hyper,
+            groups: Vec::new(),
+            resolved: Vec::new(),
+            epoch: 1,
+            steps: 0,
+            slots: BTreeMap::new(),
+            scratch: Scratch::default(),
+            wbuf: Vec::new(),
+        })
+    }
+
+    /// The base hyperparameters (change them with [`Optimizer::set_hyper`], which keeps
+    /// the groups in sync).
+    ///
+    /// Note: this shadows [`Optimizer::hyper`] in method syntax; call that one as
+    /// `Optimizer::hyper(&opt, "lr")`.
+    pub fn hyper(&self) -> &A {
+        &self.base
+    }
+
+    /// The parameter groups, in the order they were added.
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    /// Number of successful [`Optimizer::step`] calls (including steps where no
+    /// parameter had a gradient).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Turns weight decay off for every parameter whose name contains one of
+    /// `name_parts` (BERT: `["bias", "LayerNorm", "layer_norm"]`): adds the group
+    /// `Group::name_contains(name_parts).set("weight_decay", 0.0)`.
+    ///
+    /// Fails if `A` has no `weight_decay` hyperparameter or `name_parts` is empty.
+    pub fn exclude_from_weight_decay(&mut self, name_parts: &[&str]) -> Result<()> {
+        find_spec(A::NAME, A::HYPERS, "weight_decay")?;
+        self.add_group(Group::name_contains(name_parts.iter().copied()).set("weight_decay", 0.0))
+    }
+
+    /// `base` with `group`'s overrides, checked by the algorithm's own validation.
+    fn resolve(base: &A, group: &Group) -> Result<A> {
+        check_selector(&group.selector)?;
+        let mut a = base.clone();
+        for (name, value) in &group.overrides {
+            a.set_hyper(name, *value)?;
+        }
+        a.validate()?;
+        Ok(a)
+    }
+
+    /// Updates every slot's group and frees the states its hyperparameters disable.
+    fn refresh(&mut self) {
+        for (name, slot) in &mut self.slots {
+            let a = hyper_for(
+                &self.base,
+                &self.groups,
+                &self.resolved,
+                self.epoch,
+                name,
+                slot,
+            );
+            slot.prune(a);
+        }
+    }
+}
+
+/// The hyperparameters the parameter `name` runs under, caching its group in `slot`.
+fn hyper_for<'a, A, T>(
+    base: &'a A,
+    groups: &[Group],
+    resolved: &'a [A],
+    epoch: u64,
+    name: &str,
+    slot: &mut Slot<T>,
+) -> &'a A {
+    if slot.epoch != epoch {
+        slot.group = groups.iter().position(|g| g.selector.matches(name));
+        slot.epoch = epoch;
+    }
+    slot.group.and_then(|g| resolved.get(g)).unwrap_or(base)
+}
+
+/// Rejects selectors that can never (or always, by accident) match.
+fn check_selector(selector: &Selector) -> Result<()> {
+    match selector {
+        Selector::Names(names) if names.is_empty() => Err(OptimError::BadGroup(
+            "the group lists no parameter names".into(),
+        )),
+        Selector::NameContains(parts) if parts.is_empty() => Err(OptimError::BadGroup(
+            "the group lists no name parts to match".into(),
+        )),
+        Selector::NameContains(parts) if parts.iter().any(String::is_empty) => Err(
+            OptimError::BadGroup("an empty name part would match every parameter".into()),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The error for a hyperparameter `A` does not declare.
+pub(crate) fn unknown_hyper(optimizer: &str, specs: &[HyperSpec], name: &str) -> OptimError {
+    match find_spec(optimizer, specs, name) {
+        Err(e) => e,
+        Ok(_) => OptimError::Config(format!(
+            "{optimizer}: hyperparameter `{name}` is declared but has no value"
+        )),
+    }
+}
+
+impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
+    fn name(&self) -> &str {
+        A::NAME
+    }
+
+    fn hyper_specs(&self) -> &'static [HyperSpec] {
+        A::HYPERS
+    }
+
+    fn hyper(&self, name: &str) -> Result<HyperValue> {
+        self.base
+            .get_hyper(name)
+            .ok_or_else(|| unknown_hyper(A::NAME, A::HYPERS, name))
+    }
+
+    fn set_hyper(&mut self, name: &str, value: HyperValue) -> Result<()> {
+        let mut base = self.base.clone();
+        base.set_hyper(name, value)?;
+        base.validate()?;
+        let resolved = self
+            .groups
+            .iter()
+            .map(|g| Self::resolve(&base, g))
+            .collect::<Result<Vec<_>>>()?;
+        self.base = base;
+        self.resolved = resolved;
+        self.refresh();
+        Ok(())
+    }
+
+    fn add_group(&mut self, group: Group) -> Result<()> {
+        let resolved = Self::resolve(&self.base, &group)?;
+        self.groups.push(group);
+        self.resolved.push(resolved);
+        self.epoch += 1;
+        self.refresh();
+        Ok(())
+    }
+
+    fn check(&self, params: &Params<T>, grads: &Grads<T>) -> Result<()> {
+        check_grads(params, grads, |_, name, param| match self.slots.get(name) {
+            Some(slot) => slot.check_shape(name, param),
+            None => Ok(()),
+        })
+    }
+
+    fn step(&mut self, params: &mut Params<T>, grads: &Grads<T>) -> Result<()> {
+        self.check(params, grads)?;
+        let Optim {
+            base,
+            groups,
+            resolved,
+            epoch,
+            slots,
+            scratch,
+            wbuf,
+            ..
+        } = self;
+        let mut hint = 0;
+        for (gname, grad) in grads.iter() {
+            // `check` found every name; look where the previous one was first.
+            let index = if hint < params.len() && params.entry_mut(hint).0 == gname {
+                hint
+            } else {
+                match params.index_of(gname) {
+                    Some(i) => i,
+                    None => continue,
+                }
+            };
+            hint = index + 1;
+            let (name, param) = params.entry_mut(index);
+            let slot = match slots.get_mut(name) {
+                Some(slot) => slot,
+                None => {
+                    let group = groups.iter().position(|g| g.selector.matches(name));
+                    let a = group.and_then(|g| resolved.get(g)).unwrap_or(base);
+                    let mut slot = Slot::new(a, param);
+                    (slot.group, slot.epoch) = (group, *epoch);
+                    slots.entry(name.to_string()).or_insert(slot)
+                }
+            };
+            let a = hyper_for(base, groups, resolved, *epoch, name, slot);
+            slot.prepare(a, param);
+            slot.t += 1;
+            let view = scratch.view(grad, param.len(), A::SPARSE);
+            with_flat(param, wbuf, |w| {
+                a.step(slot.t, &mut slot.scalars, w, view, &mut slot.states)
+            });
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    fn step_count(&self, name: &str) -> Option<u64> {
+        self.slots.get(name).map(|s| s.t)
+    }
+
+    fn export_state(&self) -> OptimizerState {
+        let params = self
+            .slots
+            .iter()
+            .map(|(name, slot)| {
+                let group = self.groups.iter().position(|g| g.selector.matches(name));
+                let a = group
+                    .and_then(|g| self.resolved.get(g))
+                    .unwrap_or(&self.base);
+                slot.export(name, a)
+            })
+            .collect();
+        OptimizerState {
+            format_version: STATE_FORMAT_VERSION,
+            optimizer: A::NAME.to_string(),
+            hyper: export_hyper(&self.base),
+            groups: self
+                .groups
+                .iter()
+                .map(|g| GroupState {
+                    selector: g.selector.clone(),
+                    overrides: g.overrides.clone(),
+                })
+                .collect(),
+            step: self.steps,
+            params,
+            inner: None,
+        }
+    }
+
+    fn import_state(&mut self, state: &OptimizerState, params: &Params<T>) -> Result<()> {
+        check_header(state, A::NAME)?;
+        if state.inner.is_some() {
+            return Err(OptimError::BadState(format!(
+                "the state holds a wrapped optimizer's state, but {} wraps nothing",
+                A::NAME
+            )));
+        }
+        let base: A = import_hyper(&state.hyper)?;
+        let groups: Vec<Group> = state
+            .groups
+            .iter()
+            .map(|g| Group {
+                selector: g.selector.clone(),
+                overrides: g.overrides.clone(),
+            })
+            .collect();
+        let resolved = groups
+            .iter()
+            .map(|g| Self::resolve(&base, g))
+            .collect::<Result<Vec<_>>>()?;
+        let slots = slot::import_all(&state.params, params, |name| {
+            let group = groups.iter().position(|g| g.selector.matches(name));
+            group.and_then(|g| resolved.get(g)).unwrap_or(&base)
+        })?;
+        self.base = base;
+        self.groups = groups;
+        self.resolved = resolved;
+        self.slots = slots;
+        self.steps = state.step;
+        self.epoch += 1;
+        Ok(())
+    }
+
+    fn boxed_clone(&self) -> Box<dyn Optimizer<T>> {
+        Box::new(self.clone())
+    }
+}
+
+/// Checks the format version and the optimizer name of exported state.
+pub(crate) fn check_header(state: &OptimizerState, name: &str) -> Result<()> {
+    if state.format_version != STATE_FORMAT_VERSION {
+        return Err(OptimError::BadState(format!(
+            "state format version {}, but this build reads version {STATE_FORMAT_VERSION}",
+            state.format_version
+        )));
+    }
+    if state.optimizer != name {
+        return Err(OptimError::BadState(format!(
+            "the state is for optimizer `{}`, not `{name}`",
+            state.optimizer
+        )));
+    }
+    Ok(())
+}
+
+/// Every declared hyperparameter of `a`, in declaration order.
+pub(crate) fn export_hyper<A: Algorithm>(a: &A) -> Vec<(String, HyperValue)> {
+    A::HYPERS
+        .iter()
+        .filter_map(|s| a.get_hyper(s.name).map(|v| (s.name.to_string(), v)))
+        .collect()
+}
+
+/// Defaults with the saved values applied, each checked; names not saved keep their
+/// default.
+pub(crate) fn import_hyper<A: Algorithm>(saved: &[(String, HyperValue)]) -> Result<A> {
+    let mut a = A::default();
+    for (name, value) in saved {
+        a.set_hyper(name, *value)?;
+    }
+    a.validate()?;
+    Ok(a)
+}
+
+impl<A: Algorithm, T: Scalar> Clone for Optim<A, T> {
+    fn clone(&self) -> Self {
+        Optim {
+            base: self.base.clone(),
+            groups: self.groups.clone(),
+            resolved: self.resolved.clone(),
+            epoch: self.epoch,
+            steps: self.steps,
+            slots: self.slots.clone(),
+            scratch: Scratch::default(),
+            wbuf: Vec::new(),
+        }
+    }
+}
+
+impl<A: Algorithm, T: Scalar> fmt::Debug for Optim<A, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Optim")
+            .field("name", &A::NAME)
+            .field("dtype", &T::DTYPE)
+            .field("hyper", &self.base)
+            .field("groups", &self.groups)
+            .field("steps", &self.steps)
+            .field("params_with_state", &self.slots.len())
+            .finish()
+    }
+}

@@ -1,0 +1,272 @@
+//! The state of one parameter: its step count, element-wise states and scalar states;
+//! allocation, export, and checked import.
+
+use crate::algorithm::{Algorithm, StateInit};
+use crate::error::{OptimError, Result};
+use crate::params::Params;
+use crate::scalar::{DType, Scalar};
+use crate::state::{ParamState, TensorData, TensorState};
+use ndarray::ArrayD;
+use std::collections::BTreeMap;
+
+/// Per-parameter state, keyed by the parameter's name in its owner.
+#[derive(Clone, Debug)]
+pub(crate) struct Slot<T> {
+    /// The parameter's shape when the state was made.
+    pub(crate) shape: Vec<usize>,
+    /// Steps taken (0 only between creation and the first step).
+    pub(crate) t: u64,
+    /// One entry per `A::STATES`; empty when disabled.
+    pub(crate) states: Vec<Vec<T>>,
+    /// One entry per `A::SCALARS`.
+    pub(crate) scalars: Vec<f64>,
+    /// Cached group index, valid while `epoch` equals the owner's.
+    pub(crate) group: Option<usize>,
+    /// The owner's group epoch `group` was computed in.
+    pub(crate) epoch: u64,
+}
+
+impl<T: Scalar> Slot<T> {
+    /// Fresh state for `param` under `a`: enabled states initialised, scalars at their
+    /// initial values, step 0.
+    pub(crate) fn new<A: Algorithm>(a: &A, param: &ArrayD<T>) -> Self {
+        let mut slot = Slot {
+            shape: param.shape().to_vec(),
+            t: 0,
+            states: vec![Vec::new(); A::STATES.len()],
+            scalars: (0..A::SCALARS.len()).map(|i| a.scalar_init(i)).collect(),
+            group: None,
+            epoch: 0,
+        };
+        slot.prepare(a, param);
+        slot
+    }
+
+    /// Number of elements of the parameter.
+    fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Makes the states match what `a` enables: allocates enabled states that are missing
+    /// (a `Fill` state at its fill value, a `CopyOfParam` state as a copy of `param`) and
+    /// frees disabled ones. Allocates nothing when nothing changed.
+    pub(crate) fn prepare<A: Algorithm>(&mut self, a: &A, param: &ArrayD<T>) {
+        let len = self.len();
+        for (i, (spec, state)) in A::STATES.iter().zip(&mut self.states).enumerate() {
+            if !a.state_enabled(i) {
+                if !state.is_empty() {
+                    *state = Vec::new();
+                }
+            } else if state.is_empty() && len > 0 {
+                *state = match spec.init {
+                    StateInit::Fill => vec![T::from_f64(a.state_fill(i)); len],
+                    StateInit::CopyOfParam => param.iter().copied().collect(),
+                };
+            }
+        }
+    }
+
+    /// Frees the states `a` disables (after a hyperparameter change), so that a state
+    /// switched off and on again restarts from its initial value.
+    pub(crate) fn prune<A: Algorithm>(&mut self, a: &A) {
+        for (i, state) in self.states.iter_mut().enumerate() {
+            if !a.state_enabled(i) && !state.is_empty() {
+                *state = Vec::new();
+            }
+        }
+    }
+
+    /// The error for a parameter whose shape changed since its state was made.
+    pub(crate) fn check_shape(&self, name: &str, param: &ArrayD<T>) -> Result<()> {
+        if param.shape() == self.shape.as_slice() {
+            return Ok(());
+        }
+        Err(OptimError::BadState(format!(
+            "`{name}` has shape {:?} but its optimizer state has shape {:?}; \
+             a parameter keeps its shape once it has state",
+            param.shape(),
+            self.shape
+        )))
+    }
+
+    /// The exported form: every state `a` enables (an enabled `Fill` state not allocated
+    /// yet is exported at its fill value, as the next step would allocate it).
+    pub(crate) fn export<A: Algorithm>(&self, name: &str, a: &A) -> ParamState {
+        let len = self.len();
+        let tensors = A::STATES
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| a.state_enabled(i))
+            .filter_map(|(i, spec)| {
+                let state = &self.states[i];
+                let data = if state.len() == len {
+                    to_data(state)
+                } else if spec.init == StateInit::Fill {
+                    to_data(&vec![T::from_f64(a.state_fill(i)); len])
+                } else {
+                    return None; // a copy of the parameter, made at its next step
+                };
+                Some(TensorState {
+                    name: spec.name.to_string(),
+                    shape: self.shape.clone(),
+                    data,
+                })
+            })
+            .collect();
+        let scalars = A::SCALARS
+            .iter()
+            .zip(&self.scalars)
+            .map(|(spec, &x)| (spec.name.to_string(), x))
+            .collect();
+        ParamState {
+            param: name.to_string(),
+            step: self.t,
+            tensors,
+            scalars,
+        }
+    }
+
+    /// Checks `saved` against `param` and the states `a` enables, and builds the slot.
+    fn import<A: Algorithm>(saved: &ParamState, param: &ArrayD<T>, a: &A) -> Result<Self> {
+        let p = &saved.param;
+        let bad = |msg: String| OptimError::BadState(format!("`{p}`: {msg}"));
+        if saved.step == 0 {
+            return Err(bad(
+                "step 0, but saved state belongs to a parameter that has \
+                 taken at least one step"
+                    .into(),
+            ));
+        }
+        let mut states: Vec<Option<Vec<T>>> = vec![None; A::STATES.len()];
+        for tensor in &saved.tensors {
+            let n = &tensor.name;
+            let Some(i) = A::STATES.iter().position(|s| s.name == *n) else {
+                let valid: Vec<_> = A::STATES.iter().map(|s| s.name).collect();
+                return Err(bad(format!(
+                    "unknown state tensor `{n}`; {} has: {}",
+                    A::NAME,
+                    valid.join(", ")
+                )));
+            };
+            if !a.state_enabled(i) {
+                return Err(bad(format!(
+                    "state tensor `{n}` is saved but disabled under the saved hyperparameters"
+                )));
+            }
+            if states[i].is_some() {
+                return Err(bad(format!("state tensor `{n}` appears twice")));
+            }
+            if tensor.shape != param.shape() {
+                return Err(bad(format!(
+                    "state tensor `{n}` has shape {:?}, the parameter has shape {:?}",
+                    tensor.shape,
+                    param.shape()
+                )));
+            }
+            if tensor.data.dtype() != T::DTYPE {
+                return Err(OptimError::DTypeMismatch {
+                    name: p.clone(),
+                    expected: T::DTYPE,
+                    saved: tensor.data.dtype(),
+                });
+            }
+            if tensor.data.len() != param.len() {
+                return Err(bad(format!(
+                    "state tensor `{n}` has {} values, its shape {:?} needs {}",
+                    tensor.data.len(),
+                    tensor.shape,
+                    param.len()
+                )));
+            }
+            states[i] = Some(from_data(&tensor.data));
+        }
+        let mut out = Vec::with_capacity(states.len());
+        for (i, state) in states.into_iter().enumerate() {
+            match state {
+                Some(s) => out.push(s),
+                None if a.state_enabled(i) => {
+                    return Err(bad(format!(
+                        "state tensor `{}` is missing",
+                        A::STATES[i].name
+                    )))
+                }
+                None => out.push(Vec::new()),
+            }
+        }
+        Ok(Slot {
+            shape: param.shape().to_vec(),
+            t: saved.step,
+            states: out,
+            scalars: import_scalars::<A>(p, &saved.scalars)?,
+            group: None,
+            epoch: 0,
+        })
+    }
+}
+
+/// Scalar states by name, exactly the declared ones, in declaration order.
+fn import_scalars<A: Algorithm>(p: &str, saved: &[(String, f64)]) -> Result<Vec<f64>> {
+    let bad = |msg: String| OptimError::BadState(format!("`{p}`: {msg}"));
+    let mut out: Vec<Option<f64>> = vec![None; A::SCALARS.len()];
+    for (name, x) in saved {
+        let Some(i) = A::SCALARS.iter().position(|s| s.name == *name) else {
+            return Err(bad(format!("unknown scalar state `{name}`")));
+        };
+        if out[i].replace(*x).is_some() {
+            return Err(bad(format!("scalar state `{name}` appears twice")));
+        }
+    }
+    out.into_iter()
+        .zip(A::SCALARS)
+        .map(|(x, spec)| x.ok_or_else(|| bad(format!("scalar state `{}` is missing", spec.name))))
+        .collect()
+}
+
+/// Checks every saved parameter state and builds the new state map; nothing is changed
+/// on error. `hyper_of(name)` gives the hyperparameters a parameter runs under.
+pub(crate) fn import_all<'a, A: Algorithm, T: Scalar>(
+    saved: &[ParamState],
+    params: &Params<T>,
+    hyper_of: impl Fn(&str) -> &'a A,
+) -> Result<BTreeMap<String, Slot<T>>> {
+    let mut slots = BTreeMap::new();
+    for state in saved {
+        let name = state.param.as_str();
+        let Some(param) = params.get(name) else {
+            let hint = match crate::suggest::closest(name, params.names()) {
+                Some(s) => format!(" (did you mean `{s}`?)"),
+                None => String::new(),
+            };
+            return Err(OptimError::BadState(format!(
+                "state for parameter `{name}`, which is not among the parameters{hint}"
+            )));
+        };
+        if slots.contains_key(name) {
+            return Err(OptimError::BadState(format!(
+                "parameter `{name}` appears twice"
+            )));
+        }
+        slots.insert(
+            name.to_string(),
+            Slot::import(state, param, hyper_of(name))?,
+        );
+    }
+    Ok(slots)
+}
+
+/// Copies values into exported form, bit for bit.
+fn to_data<T: Scalar>(v: &[T]) -> TensorData {
+    match T::DTYPE {
+        // Exact: the value is an f32 widened to f64.
+        DType::F32 => TensorData::F32(v.iter().map(|&x| Scalar::to_f64(x) as f32).collect()),
+        DType::F64 => TensorData::F64(v.iter().map(|&x| Scalar::to_f64(x)).collect()),
+    }
+}
+
+/// Copies exported values (already checked to be in `T`'s dtype), bit for bit.
+fn from_data<T: Scalar>(d: &TensorData) -> Vec<T> {
+    match d {
+        TensorData::F32(v) => v.iter().map(|&x| T::from_f64(f64::from(x))).collect(),
+        TensorData::F64(v) => v.iter().map(|&x| T::from_f64(x)).collect(),
+    }
+}

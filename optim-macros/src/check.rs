@@ -167,7 +167,6 @@ pub fn model(
         }
     }
     let conds = lower.conds.into_iter().map(|(_, e)| e).collect();
-    let locals = lower.locals;
 
     let (name, type_name) = match settings.name {
         Some((n, _)) => (n, camel(&fn_name)),
@@ -186,14 +185,12 @@ pub fn model(
         source,
         hypers,
         maximize,
-        param,
         grad,
         states,
         scalars,
         lazy_rows: settings.lazy_rows,
         conds,
         body,
-        locals,
     })
 }
 

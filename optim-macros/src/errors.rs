@@ -27,11 +27,6 @@ impl Ctxt {
         self.errors.push(err);
     }
 
-    /// Whether anything was recorded.
-    pub fn has_errors(&self) -> bool {
-        !self.errors.is_empty()
-    }
-
     /// All errors joined into one, or `Ok` if none.
     pub fn finish(self) -> Result<(), syn::Error> {
         let mut iter = self.errors.into_iter();

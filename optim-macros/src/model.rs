@@ -75,7 +75,6 @@ pub struct Model {
     pub hypers: Vec<Hyper>,
     /// Index of the auto-declared `maximize` in `hypers` (optimizers only).
     pub maximize: Option<usize>,
-    pub param: Ident,
     /// `None` for wrapper rules (Lookahead), which read no gradient.
     pub grad: Option<Ident>,
     pub states: Vec<State>,
@@ -84,8 +83,6 @@ pub struct Model {
     /// Distinct per-step boolean conditions, hoisted out of the element loop.
     pub conds: Vec<Expr>,
     pub body: Vec<Stmt>,
-    /// Number of local bindings (`let`), numbered 0..locals.
-    pub locals: usize,
 }
 
 /// How often a value must be computed.

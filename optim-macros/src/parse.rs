@@ -9,10 +9,9 @@
 //! attr      := "#[when(" expr ")]" | "#[init(" expr ")]"
 //! ```
 
-use proc_macro2::{Ident, Span, TokenStream};
+use proc_macro2::{Ident, Span};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::spanned::Spanned;
 use syn::{Attribute, Lit, Token};
 
 /// A literal with an optional leading minus, as written.
@@ -298,13 +297,3 @@ pub fn settings(attrs: &[Attribute], cx: &mut crate::errors::Ctxt) -> Settings {
     s
 }
 
-/// Token stream of a span-carrying placeholder, for errors about whole items.
-pub fn marker(span: Span) -> TokenStream {
-    let ident = Ident::new("x", span);
-    quote::quote!(#ident)
-}
-
-/// The span of any syntax node.
-pub fn span_of(node: &impl Spanned) -> Span {
-    node.span()
-}

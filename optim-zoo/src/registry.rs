@@ -1,0 +1,280 @@
+//! Build any optimizer by name from a config, as `torch`-style code and config files expect:
+//! `{"optimizer": "adamw", "lr": 3e-4, "weight_decay": 0.01}`.
+//!
+//! Nothing unknown is ignored: an unknown optimizer or hyperparameter is an error that
+//! lists the valid names and suggests the closest; an out-of-range value names its range.
+//! Users add their own `#[optimizer]` types with [`Registry::register`].
+
+use optim_core::optim::Optim;
+use optim_core::suggest::closest;
+use optim_core::wrapper::Wrapped;
+use optim_core::{Algorithm, AlgorithmKind, HyperSpec, HyperValue, OptimError, Optimizer, Result, Scalar};
+use serde_json::{Map, Value};
+use std::any::Any;
+
+/// Keys every config may carry besides hyperparameters.
+const OPTIMIZER_KEY: &str = "optimizer";
+const INNER_KEY: &str = "inner";
+/// Name parts of parameters to exclude from weight decay (BERT: `["LayerNorm", "bias"]`).
+const DECAY_MASK_KEY: &str = "exclude_from_weight_decay";
+
+type BuildFn<T> = fn(&Registry, &Map<String, Value>) -> Result<Box<dyn Optimizer<T>>>;
+
+/// How an entry is built.
+#[derive(Clone)]
+enum Recipe {
+    /// A generated optimizer type.
+    Algorithm { f32: BuildFn<f32>, f64: BuildFn<f64> },
+    /// A wrapper rule around an inner optimizer given under `"inner"`, or around a fixed
+    /// inner entry whose hyperparameters share the flat config (Ranger).
+    Wrapper { f32: BuildFn<f32>, f64: BuildFn<f64>, fixed_inner: Option<&'static str> },
+    /// Another entry under a new name (`nag` = sgd with momentum and nesterov preset).
+    Alias(&'static str),
+}
+
+/// A registered optimizer.
+#[derive(Clone)]
+pub struct Entry {
+    /// Registry name.
+    pub name: &'static str,
+    /// One-line description.
+    pub summary: String,
+    /// Declared hyperparameters (of the base algorithm for presets).
+    pub hypers: &'static [HyperSpec],
+    /// Values preset by this entry; a config may still override them.
+    pub preset: Vec<(&'static str, Value)>,
+    recipe: Recipe,
+}
+
+/// Optimizers by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    entries: Vec<Entry>,
+}
+
+fn first_line(doc: &str) -> String {
+    doc.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+}
+
+fn json_to_hyper(key: &str, v: &Value) -> Result<HyperValue> {
+    match v {
+        Value::Bool(b) => Ok(HyperValue::Bool(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Ok(HyperValue::Int(i)),
+            None => n.as_f64().map(HyperValue::Float).ok_or_else(|| OptimError::Config(format!("`{key}`: not a finite number"))),
+        },
+        other => Err(OptimError::Config(format!("`{key}`: expected a number or a bool, got {other}"))),
+    }
+}
+
+/// Sets every hyperparameter in `config` (other than reserved keys) on `a`.
+fn configure<A: Algorithm>(config: &Map<String, Value>, a: &mut A) -> Result<()> {
+    for (k, v) in config {
+        if k == OPTIMIZER_KEY || k == DECAY_MASK_KEY {
+            continue;
+        }
+        if k == INNER_KEY {
+            return Err(OptimError::Config(format!("{} takes no `inner` optimizer; only wrappers such as lookahead do", A::NAME)));
+        }
+        a.set_hyper(k, json_to_hyper(k, v)?)?;
+    }
+    Ok(())
+}
+
+fn decay_mask(config: &Map<String, Value>) -> Result<Option<Vec<String>>> {
+    let Some(v) = config.get(DECAY_MASK_KEY) else { return Ok(None) };
+    let parts = v
+        .as_array()
+        .and_then(|a| a.iter().map(|s| s.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
+        .ok_or_else(|| OptimError::Config(format!("`{DECAY_MASK_KEY}` must be a list of strings, such as [\"LayerNorm\", \"bias\"]")))?;
+    Ok(Some(parts))
+}
+
+fn build_algorithm<A: Algorithm, T: Scalar>(_: &Registry, config: &Map<String, Value>) -> Result<Box<dyn Optimizer<T>>> {
+    let mut a = A::default();
+    configure(config, &mut a)?;
+    let mut opt = Optim::<A, T>::new(a)?;
+    if let Some(parts) = decay_mask(config)? {
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        opt.exclude_from_weight_decay(&parts)?;
+    }
+    Ok(Box::new(opt))
+}
+
+/// Splits a wrapper's config into the rule's own keys and the rest.
+fn split_rule_keys<R: Algorithm>(config: &Map<String, Value>) -> (Map<String, Value>, Map<String, Value>) {
+    let mut own = Map::new();
+    let mut rest = Map::new();
+    for (k, v) in config {
+        if R::HYPERS.iter().any(|h| h.name == k) {
+            own.insert(k.clone(), v.clone());
+        } else if k != OPTIMIZER_KEY {
+            rest.insert(k.clone(), v.clone());
+        }
+    }
+    (own, rest)
+}
+
+/// Builds wrapper rule `R` around its inner optimizer: the config's `"inner"`, or for a
+/// composite entry (Ranger) its fixed inner entry configured by the same flat config.
+fn build_wrapper<R: Algorithm, T: Scalar>(reg: &Registry, config: &Map<String, Value>) -> Result<Box<dyn Optimizer<T>>> {
+    let name = config.get(OPTIMIZER_KEY).and_then(Value::as_str).unwrap_or(R::NAME);
+    let fixed = match reg.find(name)?.recipe {
+        Recipe::Wrapper { fixed_inner, .. } => fixed_inner,
+        _ => None,
+    };
+    let (own, mut rest) = split_rule_keys::<R>(config);
+    let inner = match (fixed, rest.remove(INNER_KEY)) {
+        (Some(inner_name), None) => {
+            rest.insert(OPTIMIZER_KEY.into(), Value::String(inner_name.into()));
+            // Unknown keys are reported against the composite's whole vocabulary.
+            reg.build::<T>(&Value::Object(rest)).map_err(|e| match e {
+                OptimError::UnknownHyper { name: n, suggestion, mut valid, .. } => {
+                    valid.extend(R::HYPERS.iter().map(|h| h.name.to_string()));
+                    let suggestion = suggestion.or_else(|| closest(&n, R::HYPERS.iter().map(|h| h.name)).map(str::to_string));
+                    OptimError::UnknownHyper { optimizer: name.to_string(), name: n, suggestion, valid }
+                }
+                other => other,
+            })?
+        }
+        (Some(inner_name), Some(_)) => {
+            return Err(OptimError::Config(format!("{name} has a fixed inner optimizer ({inner_name}); give its hyperparameters directly")));
+        }
+        (None, Some(inner)) => {
+            if let Some(k) = rest.keys().next() {
+                let names: Vec<&str> = R::HYPERS.iter().map(|h| h.name).collect();
+                return Err(OptimError::UnknownHyper {
+                    optimizer: name.into(),
+                    name: k.clone(),
+                    suggestion: closest(k, names.iter().copied()).map(str::to_string),
+                    valid: names.iter().map(|s| s.to_string()).chain([INNER_KEY.to_string()]).collect(),
+                });
+            }
+            reg.build::<T>(&inner)?
+        }
+        (None, None) => {
+            return Err(OptimError::Config(format!(
+                "{name} wraps another optimizer: give it as `\"inner\": {{\"optimizer\": \"adam\", ...}}`"
+            )))
+        }
+    };
+    let mut rule = R::default();
+    configure(&own, &mut rule)?;
+    Ok(Box::new(Wrapped::<R, T>::new(rule, inner)?))
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Every zoo optimizer and the survey's named presets.
+    pub fn zoo() -> Self {
+        let mut r = Registry::new();
+        crate::register_zoo(&mut r);
+        r
+    }
+
+    /// Adds a generated optimizer (or wrapper rule) under its own name. Fails if the name
+    /// is taken.
+    pub fn register<A: Algorithm>(&mut self) -> Result<()> {
+        let recipe = match A::KIND {
+            AlgorithmKind::Optimizer => Recipe::Algorithm { f32: build_algorithm::<A, f32>, f64: build_algorithm::<A, f64> },
+            AlgorithmKind::Wrapper => Recipe::Wrapper { f32: build_wrapper::<A, f32>, f64: build_wrapper::<A, f64>, fixed_inner: None },
+        };
+        self.add(Entry { name: A::NAME, summary: first_line(A::DOC), hypers: A::HYPERS, preset: Vec::new(), recipe })
+    }
+
+    /// Registers wrapper rule `R` under `name` around the fixed inner entry `inner`, with
+    /// one flat config for both (Ranger = Lookahead around RAdam) and preset values.
+    pub fn register_composite<R: Algorithm>(
+        &mut self,
+        name: &'static str,
+        summary: &str,
+        inner: &'static str,
+        preset: Vec<(&'static str, Value)>,
+    ) -> Result<()> {
+        let hypers = self.find(inner)?.hypers;
+        let recipe = Recipe::Wrapper { f32: build_wrapper::<R, f32>, f64: build_wrapper::<R, f64>, fixed_inner: Some(inner) };
+        self.add(Entry { name, summary: summary.to_string(), hypers, preset, recipe })
+    }
+
+    /// Registers `name` as `base` with some hyperparameters preset; a config may still
+    /// override them.
+    pub fn register_preset(&mut self, name: &'static str, summary: &str, base: &'static str, preset: Vec<(&'static str, Value)>) -> Result<()> {
+        let hypers = self.find(base)?.hypers;
+        self.add(Entry { name, summary: summary.to_string(), hypers, preset, recipe: Recipe::Alias(base) })
+    }
+
+    fn add(&mut self, e: Entry) -> Result<()> {
+        if self.entries.iter().any(|x| x.name == e.name) {
+            return Err(OptimError::Config(format!("an optimizer named `{}` is already registered", e.name)));
+        }
+        self.entries.push(e);
+        Ok(())
+    }
+
+    /// Names of every entry users can build, in registration order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.entries.iter().map(|e| e.name).collect()
+    }
+
+    /// The entry named `name`, or an error listing the names and the closest one.
+    pub fn find(&self, name: &str) -> Result<&Entry> {
+        self.entries.iter().find(|e| e.name == name).ok_or_else(|| {
+            let names = self.names();
+            let hint = closest(name, names.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+            OptimError::Config(format!("unknown optimizer `{name}`{hint}; valid: {}", names.join(", ")))
+        })
+    }
+
+    /// Builds the optimizer a config describes, in element type `T`.
+    pub fn build<T: Scalar>(&self, config: &Value) -> Result<Box<dyn Optimizer<T>>> {
+        let map = config.as_object().ok_or_else(|| OptimError::Config("expected an object such as {\"optimizer\": \"adam\", \"lr\": 0.001}".into()))?;
+        let name = map
+            .get(OPTIMIZER_KEY)
+            .and_then(Value::as_str)
+            .ok_or_else(|| OptimError::Config("missing `\"optimizer\": \"<name>\"`".into()))?;
+        let entry = self.find(name)?;
+        let mut merged: Map<String, Value> = entry.preset.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        merged.extend(map.iter().map(|(k, v)| (k.clone(), v.clone())));
+        match &entry.recipe {
+            Recipe::Algorithm { f32, f64 } | Recipe::Wrapper { f32, f64, .. } => pick::<T>(self, &merged, *f32, *f64),
+            Recipe::Alias(base) => {
+                merged.insert(OPTIMIZER_KEY.into(), Value::String(base.to_string()));
+                self.build::<T>(&Value::Object(merged))
+            }
+        }
+    }
+
+    /// Builds from JSON text.
+    pub fn from_json<T: Scalar>(&self, text: &str) -> Result<Box<dyn Optimizer<T>>> {
+        let v: Value = serde_json::from_str(text).map_err(|e| OptimError::Config(format!("invalid JSON: {e}")))?;
+        self.build(&v)
+    }
+
+    /// Builds from TOML text (`optimizer = "adamw"` and hyperparameters as keys; a wrapper's
+    /// inner optimizer as an `[inner]` table).
+    pub fn from_toml<T: Scalar>(&self, text: &str) -> Result<Box<dyn Optimizer<T>>> {
+        let v: Value = toml::from_str(text).map_err(|e| OptimError::Config(format!("invalid TOML: {e}")))?;
+        self.build(&v)
+    }
+}
+
+/// Calls the builder for `T`'s element type.
+fn pick<T: Scalar>(reg: &Registry, map: &Map<String, Value>, f32: BuildFn<f32>, f64: BuildFn<f64>) -> Result<Box<dyn Optimizer<T>>> {
+    let built: Box<dyn Any> = match T::DTYPE {
+        optim_core::DType::F32 => Box::new(f32(reg, map)?),
+        optim_core::DType::F64 => Box::new(f64(reg, map)?),
+    };
+    built
+        .downcast::<Box<dyn Optimizer<T>>>()
+        .map(|b| *b)
+        .map_err(|_| OptimError::Config("element type is neither f32 nor f64".into()))
+}
+
+/// Builds `config` with the zoo registry. Convenience for [`Registry::zoo`]`().build(config)`.
+pub fn build<T: Scalar>(config: &Value) -> Result<Box<dyn Optimizer<T>>> {
+    Registry::zoo().build(config)
+}

@@ -1,0 +1,85 @@
+//! Steady-state steps do not touch the heap: counted with a global allocator.
+
+mod common;
+
+use common::*;
+use ndarray::Array2;
+use optim_core::optim::Optim;
+use optim_core::wrapper::Wrapped;
+use optim_core::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.with(|n| n.set(n.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.with(|n| n.set(n.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap allocations made by `f` on this thread.
+fn allocations(f: impl FnOnce()) -> usize {
+    let before = ALLOCS.with(Cell::get);
+    f();
+    ALLOCS.with(Cell::get) - before
+}
+
+fn setup() -> (Params<f32>, Grads<f32>) {
+    let params = Params::new()
+        .with("emb", wiggly::<f32>(1, &[8, 4]))
+        .unwrap()
+        .with("w", wiggly::<f32>(2, &[3, 5]))
+        .unwrap()
+        .with("bias", wiggly::<f32>(3, &[5]))
+        .unwrap();
+    let mut grads = Grads::new()
+        .with("w", wiggly::<f32>(4, &[3, 5]))
+        .with("bias", wiggly::<f32>(5, &[5]));
+    let rows: Array2<f32> = wiggly::<f32>(6, &[3, 4]).into_dimensionality().unwrap();
+    grads.insert_rows("emb", vec![5, 1, 5], rows);
+    (params, grads)
+}
+
+fn steady_state_is_allocation_free(opt: &mut dyn Optimizer<f32>) {
+    let (mut params, grads) = setup();
+    opt.step(&mut params, &grads).unwrap(); // allocates state and scratch
+    opt.step(&mut params, &grads).unwrap();
+    let n = allocations(|| {
+        for _ in 0..3 {
+            opt.step(&mut params, &grads).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{}", opt.name());
+}
+
+#[test]
+fn steady_state_steps_do_not_allocate() {
+    assert_eq!(allocations(|| drop(std::hint::black_box(vec![1u8]))), 1);
+    let sgd = Sgd::default().lr(0.01).momentum(0.9);
+    let lazy = LazySgd::default().lr(0.01).momentum(0.9);
+    let mut dense = Optim::<Sgd, f32>::new(sgd.clone()).unwrap();
+    dense
+        .add_group(Group::name_contains(["bias"]).set("lr", 0.1))
+        .unwrap();
+    steady_state_is_allocation_free(&mut dense);
+    steady_state_is_allocation_free(&mut Optim::<LazySgd, f32>::new(lazy).unwrap());
+    let inner = Box::new(Optim::<Sgd, f32>::new(sgd).unwrap());
+    let mut wrapped = Wrapped::new(Lookahead { k: 2, alpha: 0.5 }, inner).unwrap();
+    steady_state_is_allocation_free(&mut wrapped);
+}

@@ -924,9 +924,15 @@ fn block_level(b: &Block) -> Level {
     l
 }
 
+/// Whether a trailing expression without `;` is really a statement: an assignment, or an
+/// `if` whose branches end in statements (`if c { w -= x; }`).
 fn is_statement_expr(e: &syn::Expr) -> bool {
     match e {
         syn::Expr::Assign(_) => true,
+        syn::Expr::If(i) => !matches!(
+            i.then_branch.stmts.last(),
+            Some(syn::Stmt::Expr(e, None)) if !is_statement_expr(e)
+        ),
         syn::Expr::Binary(b) => matches!(
             b.op,
             syn::BinOp::AddAssign(_) | syn::BinOp::SubAssign(_) | syn::BinOp::MulAssign(_) | syn::BinOp::DivAssign(_)

@@ -1,17 +1,50 @@
 //! # optim-zoo
 //!
-//! Every optimizer of the survey, each written with `#[optimizer]` as its equations.
+//! Every optimizer of the survey, each written with `#[optimizer]` as its equations, and
+//! a [`Registry`] that builds any of them by name from a config.
+//!
+//! | registry name | type | what |
+//! | --- | --- | --- |
+//! | `sgd` (`momentum`/`sgdm`, `nag`) | [`Sgd`] | SGD, momentum, Nesterov |
+//! | `adagrad` | [`Adagrad`] | AdaGrad |
+//! | `adadelta` | [`Adadelta`] | AdaDelta |
+//! | `rmsprop` | [`Rmsprop`] | RMSprop, centered, momentum |
+//! | `adam` (`amsgrad`) | [`Adam`] | Adam + L2, AMSGrad |
+//! | `adamw` (`bert`) | [`Adamw`] | AdamW; BERT's optimizer without bias correction |
+//! | `adamax` | [`Adamax`] | Adamax |
+//! | `nadam` | [`Nadam`] | Nadam |
+//! | `radam` | [`Radam`] | RAdam |
+//! | `lazyadam` | [`LazyAdam`] | Adam on the rows of a sparse gradient |
+//! | `lookahead` | [`Lookahead`] | Lookahead around any optimizer |
+//! | `ranger` | [`Lookahead`] + [`Radam`] | Lookahead around RAdam |
 
+pub mod adadelta;
+pub mod adagrad;
 pub mod adam;
+pub mod adamax;
+pub mod adamw;
+pub mod lazyadam;
+pub mod lookahead;
+pub mod nadam;
+pub mod radam;
+pub mod rmsprop;
 pub mod sgd;
-
-pub use adam::Adam;
-pub use sgd::Sgd;
 
 pub mod conformance;
 pub mod registry;
 
+pub use adadelta::Adadelta;
+pub use adagrad::Adagrad;
+pub use adam::Adam;
+pub use adamax::Adamax;
+pub use adamw::Adamw;
+pub use lazyadam::LazyAdam;
+pub use lookahead::Lookahead;
+pub use nadam::Nadam;
+pub use radam::Radam;
 pub use registry::{build, Registry};
+pub use rmsprop::Rmsprop;
+pub use sgd::Sgd;
 
 /// Adds every zoo optimizer and the survey's presets to `r`.
 pub(crate) fn register_zoo(r: &mut Registry) {
@@ -20,9 +53,40 @@ pub(crate) fn register_zoo(r: &mut Registry) {
         r.register::<Sgd>(),
         r.register_preset("momentum", "SGD with momentum 0.9 (SGDM)", "sgd", vec![("momentum", json!(0.9))]),
         r.register_preset("sgdm", "SGD with momentum 0.9 (SGDM)", "sgd", vec![("momentum", json!(0.9))]),
-        r.register_preset("nag", "Nesterov accelerated gradient: SGD, momentum 0.9, Nesterov", "sgd", vec![("momentum", json!(0.9)), ("nesterov", json!(true))]),
+        r.register_preset(
+            "nag",
+            "Nesterov accelerated gradient: SGD with momentum 0.9, Nesterov",
+            "sgd",
+            vec![("momentum", json!(0.9)), ("nesterov", json!(true))],
+        ),
+        r.register::<Adagrad>(),
+        r.register::<Adadelta>(),
+        r.register::<Rmsprop>(),
         r.register::<Adam>(),
         r.register_preset("amsgrad", "Adam with AMSGrad", "adam", vec![("amsgrad", json!(true))]),
+        r.register::<Adamw>(),
+        r.register_preset(
+            "bert",
+            "BERT's AdamWeightDecayOptimizer: AdamW without bias correction, eps 1e-6, decay 0.01 except LayerNorm and bias",
+            "adamw",
+            vec![
+                ("bias_correction", json!(false)),
+                ("eps", json!(1e-6)),
+                ("weight_decay", json!(0.01)),
+                ("exclude_from_weight_decay", json!(["LayerNorm", "layer_norm", "bias"])),
+            ],
+        ),
+        r.register::<Adamax>(),
+        r.register::<Nadam>(),
+        r.register::<Radam>(),
+        r.register::<LazyAdam>(),
+        r.register::<Lookahead>(),
+        r.register_composite::<Lookahead>(
+            "ranger",
+            "Ranger: Lookahead (k 6, alpha 0.5) around RAdam (betas 0.95/0.999, eps 1e-5)",
+            "radam",
+            vec![("beta1", json!(0.95)), ("eps", json!(1e-5)), ("k", json!(6)), ("alpha", json!(0.5))],
+        ),
     ];
     debug_assert!(results.iter().all(Result::is_ok), "zoo registration: {results:?}");
 }

@@ -1,0 +1,215 @@
+//! Who races, with which configuration: the one place to edit learning rates.
+
+use optim_core::{OptimError, Optimizer, Scalar};
+use serde_json::{json, Value};
+
+/// How an optimizer's step size relates to its learning rate; decides which learning rate
+/// it gets on the 2-D test surfaces, whose gradients differ by orders of magnitude.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// The step is `lr × gradient` (SGD and momentum): needs a small lr on steep surfaces.
+    GradientScaled,
+    /// The step is about `lr` per coordinate whatever the gradient's size (Adam & co.).
+    Adaptive,
+    /// Adadelta: its own units, lr 1 everywhere.
+    Adadelta,
+}
+
+/// One optimizer in the race.
+#[derive(Clone, Debug)]
+pub struct Contender {
+    /// Registry name, as picked with `--optimizers`.
+    pub name: &'static str,
+    /// The registry config, learning rate included.
+    pub config: Value,
+    /// Which surface learning rate it takes.
+    pub family: Family,
+}
+
+/// Every zoo optimizer, each at a learning rate that suits the digits MLP (batch 32,
+/// standardized inputs). Wrappers hold their learning rate in `inner`.
+pub fn race_lineup() -> Vec<Contender> {
+    use Family::*;
+    let entry = |name, config, family| Contender {
+        name,
+        config,
+        family,
+    };
+    vec![
+        entry(
+            "sgd",
+            json!({"optimizer": "sgd", "lr": 0.1}),
+            GradientScaled,
+        ),
+        entry(
+            "momentum",
+            json!({"optimizer": "momentum", "lr": 0.05, "momentum": 0.9}),
+            GradientScaled,
+        ),
+        entry(
+            "nag",
+            json!({"optimizer": "nag", "lr": 0.05, "momentum": 0.9}),
+            GradientScaled,
+        ),
+        entry(
+            "adagrad",
+            json!({"optimizer": "adagrad", "lr": 0.05}),
+            Adaptive,
+        ),
+        entry(
+            "adadelta",
+            json!({"optimizer": "adadelta", "lr": 1.0}),
+            Adadelta,
+        ),
+        entry(
+            "rmsprop",
+            json!({"optimizer": "rmsprop", "lr": 0.001}),
+            Adaptive,
+        ),
+        entry("adam", json!({"optimizer": "adam", "lr": 0.002}), Adaptive),
+        entry(
+            "amsgrad",
+            json!({"optimizer": "amsgrad", "lr": 0.002}),
+            Adaptive,
+        ),
+        entry(
+            "adamw",
+            json!({"optimizer": "adamw", "lr": 0.002, "weight_decay": 0.01}),
+            Adaptive,
+        ),
+        entry(
+            "adamax",
+            json!({"optimizer": "adamax", "lr": 0.003}),
+            Adaptive,
+        ),
+        entry(
+            "nadam",
+            json!({"optimizer": "nadam", "lr": 0.002}),
+            Adaptive,
+        ),
+        entry(
+            "radam",
+            json!({"optimizer": "radam", "lr": 0.002}),
+            Adaptive,
+        ),
+        entry(
+            "lazyadam",
+            json!({"optimizer": "lazyadam", "lr": 0.002}),
+            Adaptive,
+        ),
+        entry(
+            "lookahead",
+            json!({"optimizer": "lookahead", "inner": {"optimizer": "adam", "lr": 0.003}}),
+            Adaptive,
+        ),
+        entry(
+            "ranger",
+            json!({"optimizer": "ranger", "lr": 0.003}),
+            Adaptive,
+        ),
+        // BERT's AdamW: no bias correction, eps 1e-6, decay 0.01 (the recipe masks biases).
+        entry(
+            "bert",
+            json!({"optimizer": "bert", "lr": 0.003, "weight_decay": 0.01, "eps": 1e-6}),
+            Adaptive,
+        ),
+    ]
+}
+
+/// Names picked when `--optimizers` is not given.
+pub fn default_names(bert_recipe: bool) -> Vec<String> {
+    if bert_recipe {
+        vec!["bert".to_string()]
+    } else {
+        race_lineup().iter().map(|c| c.name.to_string()).collect()
+    }
+}
+
+/// The learning rate of `config` (of its innermost optimizer, for wrappers).
+pub fn lr_of(config: &Value) -> Option<f64> {
+    match config.get("inner") {
+        Some(inner) => lr_of(inner),
+        None => config.get("lr").and_then(Value::as_f64),
+    }
+}
+
+/// `config` with the learning rate of its innermost optimizer set to `lr`.
+pub fn with_lr(config: &Value, lr: f64) -> Value {
+    let mut config = config.clone();
+    let mut target = &mut config;
+    while target.get("inner").is_some() {
+        target = &mut target["inner"];
+    }
+    target["lr"] = json!(lr);
+    config
+}
+
+/// Builds the optimizer a config describes.
+///
+/// TEMPORARY: replace the body with `optim_zoo::registry::build::<T>(config)` once the
+/// registry exists, and delete `fallback.rs`.
+pub fn build<T: Scalar>(config: &Value) -> Result<Box<dyn Optimizer<T>>, OptimError> {
+    crate::fallback::build::<T>(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registry_name_races_once() {
+        let names: Vec<&str> = race_lineup().iter().map(|c| c.name).collect();
+        let expected = [
+            "sgd",
+            "momentum",
+            "nag",
+            "adagrad",
+            "adadelta",
+            "rmsprop",
+            "adam",
+            "amsgrad",
+            "adamw",
+            "adamax",
+            "nadam",
+            "radam",
+            "lazyadam",
+            "lookahead",
+            "ranger",
+            "bert",
+        ];
+        assert_eq!(names, expected);
+        for c in race_lineup() {
+            assert_eq!(c.config["optimizer"], c.name);
+            assert!(lr_of(&c.config).is_some_and(|lr| lr > 0.0), "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn learning_rate_of_wrappers_lives_in_the_inner_config() {
+        let config =
+            json!({"optimizer": "lookahead", "k": 5, "inner": {"optimizer": "adam", "lr": 0.003}});
+        assert_eq!(lr_of(&config), Some(0.003));
+        let changed = with_lr(&config, 0.1);
+        assert_eq!(changed["inner"]["lr"], 0.1);
+        assert_eq!(changed["k"], 5);
+        assert!(changed.get("lr").is_none());
+        assert_eq!(
+            with_lr(&json!({"optimizer": "sgd", "lr": 1}), 0.5)["lr"],
+            0.5
+        );
+    }
+
+    #[test]
+    fn the_fallback_builds_the_sgd_family() {
+        for name in ["sgd", "momentum", "nag"] {
+            let c = race_lineup().into_iter().find(|c| c.name == name).unwrap();
+            let opt = build::<f32>(&c.config).unwrap();
+            assert_eq!(opt.hyper("lr").unwrap().as_f64(), lr_of(&c.config));
+        }
+        let e = build::<f32>(&json!({"optimizer": "sgd", "lr": -1.0})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "sgd: invalid lr value -1: must be in [0, inf)"
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! The race: every zoo optimizer trains the same MLP on handwritten digits, then walks
+//! three 2-D test functions. `cargo run --release -p optim-zoo --example race -- --help`.
+
+mod cli;
+mod data;
+mod fallback;
+mod lineup;
+mod mlp;
+mod plot;
+mod report;
+mod rng;
+mod surfaces;
+mod train;
+
+use clap::Parser;
+use cli::{Args, Recipe};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use lineup::Contender;
+use report::{Failure, PathSummary, RunSummary, Summary};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Errors of the example: any error, shown to the user as its message.
+pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Share of the images held out for testing.
+const TEST_FRACTION: f64 = 0.2;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(summary) if summary.failures.is_empty() => ExitCode::SUCCESS,
+        Ok(summary) => {
+            eprintln!(
+                "{} optimizer(s) did not finish; see the leaderboard",
+                summary.failures.len()
+            );
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> AnyResult<Summary> {
+    let started = Instant::now();
+    let contenders = select(args)?;
+    let mut split = data::split(&data::load_digits(&args.data)?, TEST_FRACTION, args.seed);
+    data::standardize(&mut split);
+    let settings = train::Settings {
+        mlp: mlp::Mlp {
+            inputs: data::PIXELS,
+            hidden: args.hidden as usize,
+            classes: data::CLASSES,
+        },
+        epochs: args.epochs(),
+        batch_size: args.batch_size as usize,
+        seed: args.seed,
+        bert_recipe: args.recipe == Recipe::Bert,
+        target_loss: args.target_loss,
+    };
+    let init = settings.mlp.init(args.seed)?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    let bars = MultiProgress::new();
+    let total_steps = settings.steps_per_epoch(split.train.len()) * settings.epochs as u64;
+    for (color, contender) in &contenders {
+        let bar = bars.add(
+            ProgressBar::new(total_steps)
+                .with_style(bar_style())
+                .with_prefix(contender.name),
+        );
+        let raced = lineup::build::<f32>(&contender.config)
+            .map_err(|e| ("build", e.to_string()))
+            .and_then(|mut opt| {
+                train::train(opt.as_mut(), &init, &split, &settings, &bar)
+                    .map_err(|e| ("train", e.to_string()))
+            });
+        match raced {
+            Ok(outcome) => {
+                bar.finish_with_message(format!(
+                    "loss {:.4}, test accuracy {:.1}%",
+                    outcome.final_loss(),
+                    100.0 * outcome.test_accuracy
+                ));
+                results.push((*color, summarize(contender, outcome)));
+            }
+            Err((stage, error)) => {
+                bar.abandon_with_message(format!("{stage} failed: {error}"));
+                failures.push(Failure {
+                    name: contender.name.into(),
+                    stage: stage.into(),
+                    error,
+                });
+            }
+        }
+    }
+
+    let mut plots = Vec::new();
+    let recipe = format!("{:?}", args.recipe).to_lowercase();
+    let title = format!(
+        "Digits MLP 64-{}-10, {recipe} recipe: training loss",
+        args.hidden
+    );
+    let lines: Vec<plot::Line<(u64, f64)>> = results
+        .iter()
+        .map(|(color, r)| plot::Line {
+            label: &r.name,
+            color: *color,
+            points: &r.curve,
+        })
+        .collect();
+    plots.push(write_plot(args, "loss_curves.svg", |path| {
+        plot::loss_curves(path, &title, &lines)
+    })?);
+    race_surfaces(args, &mut results, &mut failures, &mut plots)?;
+
+    let summary = Summary {
+        recipe,
+        seed: args.seed,
+        epochs: settings.epochs,
+        batch_size: settings.batch_size,
+        hidden: settings.mlp.hidden,
+        train_images: split.train.len(),
+        test_images: split.test.len(),
+        target_loss: args.target_loss,
+        results: results.into_iter().map(|(_, r)| r).collect(),
+        failures,
+        plots,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    report::write_json(&args.out.join("leaderboard.json"), &summary)?;
+    println!("\n{}", report::leaderboard(&summary));
+    println!(
+        "Plots and leaderboard.json in {} ({:.1} s)",
+        args.out.display(),
+        summary.seconds
+    );
+    Ok(summary)
+}
+
+/// The contenders picked by `--optimizers` (or the recipe's default), with their color
+/// (lineup position) and `--lr` overrides applied. Unknown names are an error.
+fn select(args: &Args) -> AnyResult<Vec<(usize, Contender)>> {
+    let lineup = lineup::race_lineup();
+    let known: Vec<&str> = lineup.iter().map(|c| c.name).collect();
+    let unknown = |name: &str| format!("unknown optimizer `{name}`; known: {}", known.join(", "));
+    let names = args
+        .optimizers
+        .clone()
+        .unwrap_or_else(|| lineup::default_names(args.recipe == Recipe::Bert));
+    let mut picked = Vec::new();
+    for name in &names {
+        let index = known
+            .iter()
+            .position(|k| k == name)
+            .ok_or_else(|| unknown(name))?;
+        picked.push((index, lineup[index].clone()));
+    }
+    for (name, lr) in &args.lr {
+        let (_, contender) = picked
+            .iter_mut()
+            .find(|(_, c)| c.name == name)
+            .ok_or_else(|| {
+                format!(
+                    "--lr {name}=…: `{name}` is not racing; racing: {}",
+                    names.join(", ")
+                )
+            })?;
+        contender.config = lineup::with_lr(&contender.config, *lr);
+    }
+    Ok(picked)
+}
+
+fn summarize(contender: &Contender, outcome: train::Outcome) -> RunSummary {
+    RunSummary {
+        name: contender.name.into(),
+        config: contender.config.clone(),
+        lr: lineup::lr_of(&contender.config),
+        initial_loss: outcome.initial_loss(),
+        final_loss: outcome.final_loss(),
+        lowered_loss: outcome.final_loss() < outcome.initial_loss(),
+        test_loss: outcome.test_loss,
+        test_accuracy: outcome.test_accuracy,
+        steps_to_target: outcome.steps_to_target,
+        micros_per_step: outcome.micros_per_step(),
+        diverged: outcome.diverged,
+        surfaces: Vec::new(),
+        curve: outcome.curve,
+    }
+}
+
+/// Runs every optimizer that trained on each test function (in f64), records the paths
+/// in `results` and draws one chart per function.
+fn race_surfaces(
+    args: &Args,
+    results: &mut [(usize, RunSummary)],
+    failures: &mut Vec<Failure>,
+    plots: &mut Vec<String>,
+) -> AnyResult<()> {
+    let lineup = lineup::race_lineup();
+    for surface in surfaces::surfaces() {
+        let steps = ((surface.steps as f64 * args.surface_fraction()).ceil() as usize).max(1);
+        for (_, result) in results.iter_mut() {
+            let family = lineup
+                .iter()
+                .find(|c| c.name == result.name)
+                .map_or(lineup::Family::Adaptive, |c| c.family);
+            let lr = surface.lr_for(family);
+            let config = lineup::with_lr(&result.config, lr);
+            let walked = lineup::build::<f64>(&config)
+                .map_err(|e| e.to_string())
+                .and_then(|mut opt| {
+                    surfaces::run_path(&surface, opt.as_mut(), steps).map_err(|e| e.to_string())
+                });
+            match walked {
+                Ok(path) => {
+                    let value = |p: &(f64, f64)| (surface.f)(p.0, p.1);
+                    result.surfaces.push(PathSummary {
+                        surface: surface.name.into(),
+                        lr,
+                        steps: path.len() - 1,
+                        start_value: path.first().map_or(f64::NAN, value),
+                        end_value: path.last().map_or(f64::NAN, value),
+                        path,
+                    });
+                }
+                Err(error) => failures.push(Failure {
+                    name: result.name.clone(),
+                    stage: format!("surface {}", surface.name),
+                    error,
+                }),
+            }
+        }
+        let lines: Vec<plot::Line<(f64, f64)>> = results
+            .iter()
+            .filter_map(|(color, r)| {
+                let run = r.surfaces.iter().find(|p| p.surface == surface.name)?;
+                Some(plot::Line {
+                    label: &r.name,
+                    color: *color,
+                    points: &run.path,
+                })
+            })
+            .collect();
+        let file = format!("surface_{}.svg", surface.name);
+        plots.push(write_plot(args, &file, |path| {
+            plot::surface_paths(path, &surface, &lines)
+        })?);
+    }
+    Ok(())
+}
+
+fn write_plot(
+    args: &Args,
+    file: &str,
+    draw: impl FnOnce(&std::path::Path) -> AnyResult<()>,
+) -> AnyResult<String> {
+    let path = args.out.join(file);
+    draw(&path).map_err(|e| format!("cannot draw {}: {e}", path.display()))?;
+    Ok(file.to_string())
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos:>5}/{len} {elapsed:>4} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}

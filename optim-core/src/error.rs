@@ -82,7 +82,9 @@ pub enum OptimError {
     #[error("cannot load optimizer state: {0}")]
     BadState(String),
     /// Restored state in another element type.
-    #[error("cannot load optimizer state for `{name}`: saved as {saved}, parameters are {expected}")]
+    #[error(
+        "cannot load optimizer state for `{name}`: saved as {saved}, parameters are {expected}"
+    )]
     DTypeMismatch {
         /// Parameter name.
         name: String,

@@ -14,6 +14,8 @@ pub mod clip;
 pub mod error;
 pub mod group;
 pub mod hyper;
+#[doc(hidden)]
+pub mod kernel;
 pub mod optim;
 pub mod optimizer;
 pub mod params;
@@ -23,14 +25,18 @@ pub mod state;
 pub mod suggest;
 pub mod wrapper;
 
-pub use algorithm::{Algorithm, AlgorithmKind, GradView, ScalarSpec, SparseRule, StateInit, StateSpec};
+pub use algorithm::{
+    Algorithm, AlgorithmKind, GradView, ScalarSpec, SparseRule, StateInit, StateSpec,
+};
 pub use error::{OptimError, Result};
 pub use group::{Group, Selector};
 pub use hyper::{Bound, HyperKind, HyperSpec, HyperValue, Range};
+pub use optim::Optim;
 pub use optimizer::Optimizer;
 pub use params::{Grad, Grads, Params};
 pub use scalar::{DType, Scalar};
 pub use state::{OptimizerState, ParamState, TensorData, TensorState, STATE_FORMAT_VERSION};
+pub use wrapper::Wrapped;
 
 /// Re-exported for generated code.
 #[doc(hidden)]

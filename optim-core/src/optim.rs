@@ -77,10 +77,7 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
 
     /// The base hyperparameters (change them with [`Optimizer::set_hyper`], which keeps
     /// the groups in sync).
-    ///
-    /// Note: this shadows [`Optimizer::hyper`] in method syntax; call that one as
-    /// `Optimizer::hyper(&opt, "lr")`.
-    pub fn hyper(&self) -> &A {
+    pub fn config(&self) -> &A {
         &self.base
     }
 

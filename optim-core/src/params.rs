@@ -76,7 +76,10 @@ impl<T: Scalar> Params<T> {
 
     /// `(name, array)` pairs in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ArrayD<T>)> {
-        self.names.iter().map(String::as_str).zip(self.arrays.iter())
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.arrays.iter())
     }
 
     /// `(name, array)` pairs in insertion order, arrays mutable.
@@ -155,7 +158,11 @@ impl<T: Scalar> Grads<T> {
     }
 
     /// Builder form of [`Grads::insert`].
-    pub fn with<D: Dimension>(mut self, name: impl Into<String>, grad: ndarray::Array<T, D>) -> Self {
+    pub fn with<D: Dimension>(
+        mut self,
+        name: impl Into<String>,
+        grad: ndarray::Array<T, D>,
+    ) -> Self {
         self.insert(name, grad);
         self
     }
@@ -205,4 +212,3 @@ impl<T: Scalar> Grads<T> {
         self.entries.is_empty()
     }
 }
-

@@ -6,9 +6,7 @@ use std::fmt::{Debug, Display};
 ///
 /// Per-step scalars (bias corrections, learning rates) are computed in `f64` once per step
 /// and converted with [`Scalar::from_f64`]; the element loop then runs entirely in `Self`.
-pub trait Scalar:
-    num_traits::Float + Debug + Display + Default + Send + Sync + 'static
-{
+pub trait Scalar: num_traits::Float + Debug + Display + Default + Send + Sync + 'static {
     /// The dtype tag used in errors and exported state.
     const DTYPE: DType;
     /// Converts a per-step scalar computed in `f64` (rounding to nearest for `f32`).

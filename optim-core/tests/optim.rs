@@ -296,7 +296,7 @@ fn set_hyper_checks_and_changes_nothing_on_error() {
     assert!(opt.set_hyper("momentum", HyperValue::Int(1)).is_err());
     opt.set_hyper("lr", HyperValue::Int(2)).unwrap();
     assert_eq!(hyper(&opt, "lr").unwrap(), HyperValue::Float(2.0));
-    assert_eq!(opt.hyper().lr, 2.0);
+    assert_eq!(opt.config().lr, 2.0);
 }
 
 #[test]

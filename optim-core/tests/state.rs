@@ -341,5 +341,5 @@ fn import_replaces_everything() {
     assert_eq!(other.export_state(), saved);
     assert!(other.groups().is_empty());
     assert_eq!(other.step_count("extra"), None);
-    assert_eq!(other.hyper().lr, 0.1);
+    assert_eq!(other.config().lr, 0.1);
 }

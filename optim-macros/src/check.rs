@@ -30,9 +30,15 @@ pub fn model(
             } else {
                 "`maximize` is declared for every optimizer automatically"
             };
-            cx.spanned(ident, format!("`{s}` is reserved: {why}; choose another name"));
+            cx.spanned(
+                ident,
+                format!("`{s}` is reserved: {why}; choose another name"),
+            );
         } else if s.starts_with("__") {
-            cx.spanned(ident, "names starting with `__` are reserved for generated code");
+            cx.spanned(
+                ident,
+                "names starting with `__` are reserved for generated code",
+            );
         } else if names.iter().any(|n| *n == s) {
             cx.spanned(ident, format!("`{s}` is declared twice; every hyperparameter, argument and state needs its own name"));
         } else {
@@ -56,7 +62,11 @@ pub fn model(
         declare(cx, &arg.name);
         match arg.role {
             Role::Param | Role::Grad => {
-                let slot = if arg.role == Role::Param { &mut param } else { &mut grad };
+                let slot = if arg.role == Role::Param {
+                    &mut param
+                } else {
+                    &mut grad
+                };
                 if let Some(attr) = arg.when.as_ref().or(arg.init.as_ref()) {
                     cx.spanned(attr, "only states take `#[when]` or `#[init]`");
                 }
@@ -126,7 +136,10 @@ pub fn model(
     let mut scalars = Vec::new();
     for arg in &scalar_args {
         if let Some(w) = &arg.when {
-            lower.cx.spanned(w, "scalar states always exist; `#[when]` applies to element-wise states");
+            lower.cx.spanned(
+                w,
+                "scalar states always exist; `#[when]` applies to element-wise states",
+            );
         }
         let init = match &arg.init {
             None => float(0.0),
@@ -162,7 +175,10 @@ pub fn model(
         if !lower.assigned_scalars[i] {
             lower.cx.spanned(
                 &s.name,
-                format!("scalar state `{0}` is never updated; assign it in the body or remove it", s.name),
+                format!(
+                    "scalar state `{0}` is never updated; assign it in the body or remove it",
+                    s.name
+                ),
             );
         }
     }
@@ -257,7 +273,12 @@ fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Option<Hyper> {
                 "bool" => HyperKind::Bool,
                 "i64" | "i32" | "u32" | "u64" | "usize" => HyperKind::Int,
                 _ => {
-                    cx.spanned(ty, format!("unsupported hyperparameter type `{t}`; use `f64`, `bool` or `i64`"));
+                    cx.spanned(
+                        ty,
+                        format!(
+                            "unsupported hyperparameter type `{t}`; use `f64`, `bool` or `i64`"
+                        ),
+                    );
                     return None;
                 }
             }
@@ -282,7 +303,10 @@ fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Option<Hyper> {
     let (mut lo, mut hi) = (Bound::Unbounded, Bound::Unbounded);
     if let Some(r) = &d.range {
         if kind == HyperKind::Bool {
-            cx.at(r.span, format!("`{}` is a bool; a bool takes no range", d.name));
+            cx.at(
+                r.span,
+                format!("`{}` is a bool; a bool takes no range", d.name),
+            );
             return None;
         }
         let bound = |cx: &mut Ctxt, l: &SignedLit| -> Option<f64> {
@@ -290,7 +314,18 @@ fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Option<Hyper> {
                 Value::Float(x) if kind == HyperKind::Float => Some(x),
                 Value::Int(i) => Some(i as f64),
                 _ => {
-                    cx.at(l.span, format!("range bounds of `{}` must be {}", d.name, if kind == HyperKind::Int { "integers" } else { "numbers" }));
+                    cx.at(
+                        l.span,
+                        format!(
+                            "range bounds of `{}` must be {}",
+                            d.name,
+                            if kind == HyperKind::Int {
+                                "integers"
+                            } else {
+                                "numbers"
+                            }
+                        ),
+                    );
                     None
                 }
             }
@@ -300,7 +335,11 @@ fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Option<Hyper> {
         }
         if let Some(h) = &r.hi {
             let x = bound(cx, h)?;
-            hi = if r.inclusive_hi { Bound::Inclusive(x) } else { Bound::Exclusive(x) };
+            hi = if r.inclusive_hi {
+                Bound::Inclusive(x)
+            } else {
+                Bound::Exclusive(x)
+            };
         }
     }
     let x = match default {
@@ -335,7 +374,9 @@ fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Option<Hyper> {
         .iter()
         .filter_map(|a| match &a.meta {
             syn::Meta::NameValue(nv) if nv.path.is_ident("doc") => match &nv.value {
-                syn::Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => Some(s.value().trim().to_string()),
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Some(s.value().trim().to_string()),
                 _ => None,
             },
             _ => None,
@@ -489,7 +530,11 @@ impl Lower<'_> {
     fn var_info(&self, v: Var) -> (Ty, Level) {
         match v {
             Var::Hyper(i) => (
-                if self.hypers[i].kind == HyperKind::Bool { Ty::Bool } else { Ty::Float },
+                if self.hypers[i].kind == HyperKind::Bool {
+                    Ty::Bool
+                } else {
+                    Ty::Float
+                },
                 Level::Const,
             ),
             Var::Step | Var::Scalar(_) => (Ty::Float, Level::Step),
@@ -509,7 +554,9 @@ impl Lower<'_> {
         if let Some(key) = &self.state_when[i] {
             if !self.known.contains(key) {
                 let name = &self.states[i];
-                let msg = format!("state `{name}` exists only when `{key}`; use it inside `if {key} {{ ... }}`");
+                let msg = format!(
+                    "state `{name}` exists only when `{key}`; use it inside `if {key} {{ ... }}`"
+                );
                 self.cx.spanned(tokens, msg);
             }
         }
@@ -517,13 +564,17 @@ impl Lower<'_> {
 
     fn name(&mut self, path: &syn::ExprPath) -> Expr {
         let Some(ident) = path.path.get_ident().filter(|_| path.qself.is_none()) else {
-            return self.err(path, "expected a plain name; paths are not part of the equation language");
+            return self.err(
+                path,
+                "expected a plain name; paths are not part of the equation language",
+            );
         };
         let name = ident.to_string();
         let Some(var) = self.lookup(&name) else {
             let names = self.all_names();
             let hint = did_you_mean(&name, names.iter().map(String::as_str));
-            let hint = if hint.is_empty() && self.grad.is_none() && (name == "g" || name == "grad") {
+            let hint = if hint.is_empty() && self.grad.is_none() && (name == "g" || name == "grad")
+            {
                 "; this rule declares no gradient (add `g: Grad` to read one)".to_string()
             } else {
                 hint
@@ -572,7 +623,10 @@ impl Lower<'_> {
                     ty: Ty::Bool,
                     level: Level::Const,
                 },
-                other => self.err(other, "only numbers and `true`/`false` are literals in equations"),
+                other => self.err(
+                    other,
+                    "only numbers and `true`/`false` are literals in equations",
+                ),
             },
             E::Path(p) => self.name(p),
             E::Paren(p) => self.expr(&p.expr),
@@ -582,11 +636,19 @@ impl Lower<'_> {
                 match u.op {
                     syn::UnOp::Neg(_) => {
                         self.expect_ty(&x, Ty::Float, &u.expr, "the operand of `-`");
-                        Expr { ty: Ty::Float, level: x.level, kind: ExprKind::Neg(Box::new(x)) }
+                        Expr {
+                            ty: Ty::Float,
+                            level: x.level,
+                            kind: ExprKind::Neg(Box::new(x)),
+                        }
                     }
                     syn::UnOp::Not(_) => {
                         self.expect_ty(&x, Ty::Bool, &u.expr, "the operand of `!`");
-                        Expr { ty: Ty::Bool, level: x.level, kind: ExprKind::Not(Box::new(x)) }
+                        Expr {
+                            ty: Ty::Bool,
+                            level: x.level,
+                            kind: ExprKind::Not(Box::new(x)),
+                        }
                     }
                     _ => self.err(u, "unsupported operator; equations use `-` and `!`"),
                 }
@@ -614,7 +676,11 @@ impl Lower<'_> {
             E::Block(b) if b.label.is_none() => {
                 let block = self.block(&b.block.stmts);
                 match &block.tail {
-                    Some(t) => Expr { ty: t.ty, level: block_level(&block), kind: ExprKind::Block(Box::new(block)) },
+                    Some(t) => Expr {
+                        ty: t.ty,
+                        level: block_level(&block),
+                        kind: ExprKind::Block(Box::new(block)),
+                    },
                     None => self.err(b, "this block needs a value as its last expression"),
                 }
             }
@@ -639,15 +705,25 @@ impl Lower<'_> {
             B::And(_) => BinOp::And,
             B::Or(_) => BinOp::Or,
             B::AddAssign(_) | B::SubAssign(_) | B::MulAssign(_) | B::DivAssign(_) => {
-                return self.err(b, "an assignment is a statement; end it with `;` and do not use it as a value");
+                return self.err(
+                    b,
+                    "an assignment is a statement; end it with `;` and do not use it as a value",
+                );
             }
-            _ => return self.err(b.op, "unsupported operator; equations use + - * / % comparisons && ||"),
+            _ => {
+                return self.err(
+                    b.op,
+                    "unsupported operator; equations use + - * / % comparisons && ||",
+                )
+            }
         };
         let l = self.expr(&b.left);
         let r = self.expr(&b.right);
         let (operand, result) = match op {
             BinOp::And | BinOp::Or => (Ty::Bool, Ty::Bool),
-            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => (Ty::Float, Ty::Float),
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => {
+                (Ty::Float, Ty::Float)
+            }
             BinOp::Eq | BinOp::Ne if l.ty == Ty::Bool => (Ty::Bool, Ty::Bool),
             _ => (Ty::Float, Ty::Bool),
         };
@@ -665,10 +741,23 @@ impl Lower<'_> {
         let Some((func, arity)) = Func::lookup(&name) else {
             let hint = did_you_mean(&name, Func::ALL.iter().map(|(n, ..)| *n));
             let all: Vec<&str> = Func::ALL.iter().map(|(n, ..)| *n).collect();
-            return self.err(ident, format!("unknown function `{name}`{hint}; the equations can call {}", all.join(", ")));
+            return self.err(
+                ident,
+                format!(
+                    "unknown function `{name}`{hint}; the equations can call {}",
+                    all.join(", ")
+                ),
+            );
         };
         if args.len() != arity {
-            return self.err(whole, format!("`{name}` takes {arity} argument{}, got {}", if arity == 1 { "" } else { "s" }, args.len()));
+            return self.err(
+                whole,
+                format!(
+                    "`{name}` takes {arity} argument{}, got {}",
+                    if arity == 1 { "" } else { "s" },
+                    args.len()
+                ),
+            );
         }
         let xs: Vec<Expr> = args.iter().map(|a| self.expr(a)).collect();
         for (x, a) in xs.iter().zip(&args) {
@@ -697,7 +786,13 @@ impl Lower<'_> {
     }
 
     /// Lowers a branch with the condition's keys known true (then) or not (else).
-    fn arm(&mut self, cond_expr: &syn::Expr, cond: &Cond, then: bool, stmts: &[syn::Stmt]) -> Block {
+    fn arm(
+        &mut self,
+        cond_expr: &syn::Expr,
+        cond: &Cond,
+        then: bool,
+        stmts: &[syn::Stmt],
+    ) -> Block {
         let before = self.known.len();
         if then {
             conjunct_keys(cond_expr, &mut self.known);
@@ -726,7 +821,10 @@ impl Lower<'_> {
         };
         let otherwise = self.arm(&i.cond, &cond, false, &else_stmts);
         let (Some(a), Some(b)) = (&then.tail, &otherwise.tail) else {
-            return self.err(i, "both branches of an `if` used as a value must end with a value");
+            return self.err(
+                i,
+                "both branches of an `if` used as a value must end with a value",
+            );
         };
         if a.ty != b.ty {
             return self.err(i, "the two branches of this `if` have different types");
@@ -736,7 +834,9 @@ impl Lower<'_> {
             Cond::Hoisted(k) => self.conds[*k].1.level,
             Cond::Inline(x) => x.level,
         };
-        let level = cond_level.max(block_level(&then)).max(block_level(&otherwise));
+        let level = cond_level
+            .max(block_level(&then))
+            .max(block_level(&otherwise));
         Expr {
             kind: ExprKind::If(Box::new(cond), Box::new(then), Box::new(otherwise)),
             ty,
@@ -762,7 +862,10 @@ impl Lower<'_> {
             let _ = t;
             // A trailing value at top level has nowhere to go.
             if let Some(syn::Stmt::Expr(e, None)) = stmts.last() {
-                self.cx.spanned(e, "a value on its own does nothing; assign it, e.g. `w -= ...;`");
+                self.cx.spanned(
+                    e,
+                    "a value on its own does nothing; assign it, e.g. `w -= ...;`",
+                );
             }
         }
         block.stmts
@@ -791,7 +894,11 @@ impl Lower<'_> {
 
     fn let_stmt(&mut self, l: &syn::Local) -> Option<Stmt> {
         let ident = match &l.pat {
-            syn::Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => &p.ident,
+            syn::Pat::Ident(p)
+                if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() =>
+            {
+                &p.ident
+            }
             syn::Pat::Ident(p) if p.mutability.is_some() => {
                 self.cx.spanned(p, "`let` bindings are values, not variables: drop `mut` and bind a new name, or declare a state");
                 return None;
@@ -802,15 +909,22 @@ impl Lower<'_> {
             }
         };
         let Some(init) = &l.init else {
-            self.cx.spanned(l, "a `let` needs a value: `let name = value;`");
+            self.cx
+                .spanned(l, "a `let` needs a value: `let name = value;`");
             return None;
         };
         if let Some((_, diverge)) = &init.diverge {
-            self.cx.spanned(diverge, "`let ... else` is not part of the equation language");
+            self.cx.spanned(
+                diverge,
+                "`let ... else` is not part of the equation language",
+            );
         }
         let name = ident.to_string();
         if name.starts_with("__") || self.lookup(&name).is_some() {
-            self.cx.spanned(ident, format!("`{name}` is already declared; choose a new name for this `let`"));
+            self.cx.spanned(
+                ident,
+                format!("`{name}` is already declared; choose a new name for this `let`"),
+            );
             return None;
         }
         let value = self.expr(&init.expr);
@@ -833,7 +947,10 @@ impl Lower<'_> {
                     B::MulAssign(_) => BinOp::Mul,
                     B::DivAssign(_) => BinOp::Div,
                     _ => {
-                        self.cx.spanned(e, "a value on its own does nothing; assign it, e.g. `w -= ...;`");
+                        self.cx.spanned(
+                            e,
+                            "a value on its own does nothing; assign it, e.g. `w -= ...;`",
+                        );
                         return None;
                     }
                 };
@@ -842,13 +959,22 @@ impl Lower<'_> {
             syn::Expr::If(i) => {
                 let cond = self.cond(&i.cond);
                 let then = self.arm(&i.cond, &cond, true, &i.then_branch.stmts);
-                let otherwise = self.else_stmts(i).map(|s| self.arm(&i.cond, &cond, false, &s));
+                let otherwise = self
+                    .else_stmts(i)
+                    .map(|s| self.arm(&i.cond, &cond, false, &s));
                 for b in std::iter::once(&then).chain(otherwise.as_ref()) {
                     if b.tail.is_some() {
-                        self.cx.spanned(i, "a statement `if` has no value; end each branch's assignments with `;`");
+                        self.cx.spanned(
+                            i,
+                            "a statement `if` has no value; end each branch's assignments with `;`",
+                        );
                     }
                 }
-                Some(Stmt::If { cond, then, otherwise })
+                Some(Stmt::If {
+                    cond,
+                    then,
+                    otherwise,
+                })
             }
             other => {
                 self.cx.spanned(other, unsupported(other));
@@ -859,7 +985,10 @@ impl Lower<'_> {
 
     fn assign(&mut self, left: &syn::Expr, op: Option<BinOp>, right: &syn::Expr) -> Option<Stmt> {
         let syn::Expr::Path(p) = strip_parens(left) else {
-            self.cx.spanned(left, "only the parameter, the gradient and states can be assigned");
+            self.cx.spanned(
+                left,
+                "only the parameter, the gradient and states can be assigned",
+            );
             return None;
         };
         let Some(ident) = p.path.get_ident() else {
@@ -887,7 +1016,10 @@ impl Lower<'_> {
                 return None;
             }
             Some(Var::Step) => {
-                self.cx.spanned(ident, "cannot assign to the step count `t`: the runtime advances it once per step");
+                self.cx.spanned(
+                    ident,
+                    "cannot assign to the step count `t`: the runtime advances it once per step",
+                );
                 return None;
             }
             Some(Var::Local(_)) => {
@@ -906,7 +1038,12 @@ impl Lower<'_> {
                 self.cx.spanned(right, format!("scalar state `{name}` holds one number per parameter; it cannot be assigned a per-element value"));
             }
             if self.inline_depth > 0 {
-                self.cx.spanned(ident, format!("scalar state `{name}` cannot be assigned under a per-element condition"));
+                self.cx.spanned(
+                    ident,
+                    format!(
+                        "scalar state `{name}` cannot be assigned under a per-element condition"
+                    ),
+                );
             }
         }
         Some(Stmt::Assign { target, op, value })
@@ -935,7 +1072,10 @@ fn is_statement_expr(e: &syn::Expr) -> bool {
         ),
         syn::Expr::Binary(b) => matches!(
             b.op,
-            syn::BinOp::AddAssign(_) | syn::BinOp::SubAssign(_) | syn::BinOp::MulAssign(_) | syn::BinOp::DivAssign(_)
+            syn::BinOp::AddAssign(_)
+                | syn::BinOp::SubAssign(_)
+                | syn::BinOp::MulAssign(_)
+                | syn::BinOp::DivAssign(_)
         ),
         _ => false,
     }
@@ -961,4 +1101,3 @@ fn unsupported(e: &syn::Expr) -> String {
     };
     format!("unsupported in optimizer equations: {what}")
 }
-

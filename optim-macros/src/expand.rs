@@ -102,19 +102,31 @@ fn type_def(m: &Model) -> TokenStream {
             HyperKind::Bool => "`true`/`false`".to_string(),
             _ => crate::check::show_range(h.lo, h.hi),
         };
-        table.push_str(&format!("| `{}` | `{}` | {} | {} |\n", h.name, show_default(h.default), range, h.doc));
+        table.push_str(&format!(
+            "| `{}` | `{}` | {} | {} |\n",
+            h.name,
+            show_default(h.default),
+            range,
+            h.doc
+        ));
     }
     if !m.states.is_empty() || !m.scalars.is_empty() {
         table.push_str("\n# State per parameter\n\n");
         for s in &m.states {
-            let when = s.when.map(|_| " (only when its option is on)").unwrap_or("");
+            let when = s
+                .when
+                .map(|_| " (only when its option is on)")
+                .unwrap_or("");
             table.push_str(&format!("- `{}`: element-wise{when}\n", s.name));
         }
         for s in &m.scalars {
             table.push_str(&format!("- `{}`: one number\n", s.name));
         }
     }
-    table.push_str(&format!("\n# Update rule, as written\n\n```text\n{}\n```\n", m.source));
+    table.push_str(&format!(
+        "\n# Update rule, as written\n\n```text\n{}\n```\n",
+        m.source
+    ));
     let fields = m.hypers.iter().map(|h| {
         let n = &h.name;
         let t = rust_ty(h.kind);
@@ -194,7 +206,10 @@ fn algorithm_impl(m: &Model) -> TokenStream {
         .iter()
         .filter_map(|a| match &a.meta {
             syn::Meta::NameValue(nv) => match &nv.value {
-                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s.value()),
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) => Some(s.value()),
                 _ => None,
             },
             _ => None,
@@ -271,26 +286,49 @@ fn algorithm_impl(m: &Model) -> TokenStream {
         quote!(::optim_core::ScalarSpec { name: #n })
     });
     let mut g = Gen::new(m);
-    let enabled_arms = m.states.iter().enumerate().map(|(i, s)| {
-        let v = match s.when {
-            Some(k) => g.step_expr(&m.conds[k]),
-            None => quote!(true),
-        };
-        quote!(#i => #v)
-    }).collect::<Vec<_>>();
-    let fill_arms = m.states.iter().enumerate().map(|(i, s)| {
-        let v = match &s.init {
-            Init::Fill(e) => g.step_expr(e),
-            Init::CopyOfParam => quote!(0.0f64),
-        };
-        quote!(#i => #v)
-    }).collect::<Vec<_>>();
-    let scalar_arms = m.scalars.iter().enumerate().map(|(i, s)| {
-        let v = g.step_expr(&s.init);
-        quote!(#i => #v)
-    }).collect::<Vec<_>>();
-    let sparse = if m.lazy_rows { quote!(Lazy) } else { quote!(Densify) };
-    let kind = if m.grad.is_some() { quote!(Optimizer) } else { quote!(Wrapper) };
+    let enabled_arms = m
+        .states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let v = match s.when {
+                Some(k) => g.step_expr(&m.conds[k]),
+                None => quote!(true),
+            };
+            quote!(#i => #v)
+        })
+        .collect::<Vec<_>>();
+    let fill_arms = m
+        .states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let v = match &s.init {
+                Init::Fill(e) => g.step_expr(e),
+                Init::CopyOfParam => quote!(0.0f64),
+            };
+            quote!(#i => #v)
+        })
+        .collect::<Vec<_>>();
+    let scalar_arms = m
+        .scalars
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let v = g.step_expr(&s.init);
+            quote!(#i => #v)
+        })
+        .collect::<Vec<_>>();
+    let sparse = if m.lazy_rows {
+        quote!(Lazy)
+    } else {
+        quote!(Densify)
+    };
+    let kind = if m.grad.is_some() {
+        quote!(Optimizer)
+    } else {
+        quote!(Wrapper)
+    };
     let hyper_locals = destructure(m);
     let kernel = kernel(m);
     quote! {
@@ -378,7 +416,9 @@ fn describe(e: &Expr, m: &Model) -> String {
     match &e.kind {
         ExprKind::Var(Var::Hyper(i)) => m.hypers[*i].name.to_string(),
         ExprKind::Not(x) => format!("!{}", describe(x, m)),
-        ExprKind::Binary(op, a, b) => format!("{} {} {}", describe(a, m), op_str(*op), describe(b, m)),
+        ExprKind::Binary(op, a, b) => {
+            format!("{} {} {}", describe(a, m), op_str(*op), describe(b, m))
+        }
         ExprKind::Float(x) => format!("{x:?}"),
         ExprKind::Int(i) => i.to_string(),
         ExprKind::Bool(b) => b.to_string(),
@@ -549,8 +589,16 @@ impl<'a> Gen<'a> {
                 let v = self.step_expr(value);
                 quote!(let #l = #v;)
             }
-            Stmt::Assign { target: Target::Scalar(i), op, value } => self.scalar_assign(*i, *op, value),
-            Stmt::If { cond, then, otherwise } => {
+            Stmt::Assign {
+                target: Target::Scalar(i),
+                op,
+                value,
+            } => self.scalar_assign(*i, *op, value),
+            Stmt::If {
+                cond,
+                then,
+                otherwise,
+            } => {
                 let c = match cond {
                     Cond::Hoisted(k) => self.step_expr(&self.m.conds[*k].clone()),
                     Cond::Inline(x) => self.step_expr(x),
@@ -696,7 +744,11 @@ impl<'a> Gen<'a> {
                     let v = self.elem_expr(value);
                     out.extend(quote!(let #l = #v;));
                 }
-                Stmt::Assign { target: Target::Scalar(i), op, value } => {
+                Stmt::Assign {
+                    target: Target::Scalar(i),
+                    op,
+                    value,
+                } => {
                     let assign = self.scalar_assign(*i, *op, value);
                     let guard = self.ctx_guard();
                     self.prelude.push(quote!(if #guard { #assign }));
@@ -720,7 +772,11 @@ impl<'a> Gen<'a> {
                         }
                     });
                 }
-                Stmt::If { cond, then, otherwise } => {
+                Stmt::If {
+                    cond,
+                    then,
+                    otherwise,
+                } => {
                     let (c, hoisted) = self.elem_cond(cond);
                     if let Some(k) = hoisted {
                         self.ctx.push((k, true));
@@ -803,7 +859,9 @@ fn kernel(m: &Model) -> TokenStream {
     let n_states = m.states.len();
     let st: Vec<Ident> = (0..n_states).map(|i| format_ident!("__st{}", i)).collect();
     let slices: Vec<Ident> = (0..n_states).map(|i| format_ident!("__ss{}", i)).collect();
-    let sc: Vec<Ident> = (0..m.scalars.len()).map(|i| format_ident!("__sc{}", i)).collect();
+    let sc: Vec<Ident> = (0..m.scalars.len())
+        .map(|i| format_ident!("__sc{}", i))
+        .collect();
     let locals: Vec<Ident> = (0..n_states).map(state_local).collect();
 
     // Loads, stores and length checks; optional states only under their condition.
@@ -970,4 +1028,3 @@ fn dispatch(conds: &[Ident], fixed: &mut Vec<bool>, st: &[Ident]) -> TokenStream
     fixed.pop();
     quote!(if #c { #a } else { #b })
 }
-

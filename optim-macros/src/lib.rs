@@ -41,12 +41,18 @@ pub fn optimizer(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// The whole expansion, on `proc_macro2` tokens so it can be tested directly. Never
 /// panics: malformed input becomes compile errors (plus a stub type, so the user sees the
 /// real error rather than a cascade of "type not found").
-fn expand_optimizer(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+fn expand_optimizer(
+    attr: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
     let mut cx = errors::Ctxt::default();
     let func: syn::ItemFn = match syn::parse2(item) {
         Ok(f) => f,
         Err(e) => {
-            let mut err = syn::Error::new(e.span(), "`#[optimizer]` goes on a fn: `fn name(w: Param, g: Grad, m: State) { equations }`");
+            let mut err = syn::Error::new(
+                e.span(),
+                "`#[optimizer]` goes on a fn: `fn name(w: Param, g: Grad, m: State) { equations }`",
+            );
             err.combine(e);
             return err.to_compile_error();
         }
@@ -63,17 +69,26 @@ fn expand_optimizer(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStre
     };
     let settings = parse::settings(&func.attrs, &mut cx);
     if let Some(g) = &func.sig.generics.lt_token {
-        cx.spanned(g, "an optimizer definition takes no generics: it is generic over f32/f64 already");
+        cx.spanned(
+            g,
+            "an optimizer definition takes no generics: it is generic over f32/f64 already",
+        );
     }
     if let Some(r) = &func.sig.output_ok() {
-        cx.spanned(r, "an optimizer definition returns nothing: it assigns the parameter and states");
+        cx.spanned(
+            r,
+            "an optimizer definition returns nothing: it assigns the parameter and states",
+        );
     }
     let args = parse::args(&func.sig, &mut cx);
     let model = check::model(&mut cx, hypers, &func, args, settings);
     match (cx.finish(), model) {
         (Ok(()), Some(model)) => expand::generate(&model),
         (Err(e), _) => with_stub(e, &func),
-        (Ok(()), None) => with_stub(syn::Error::new_spanned(&func.sig, "invalid optimizer definition"), &func),
+        (Ok(()), None) => with_stub(
+            syn::Error::new_spanned(&func.sig, "invalid optimizer definition"),
+            &func,
+        ),
     }
 }
 
@@ -86,7 +101,9 @@ fn with_stub(err: syn::Error, func: &syn::ItemFn) -> proc_macro2::TokenStream {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut c = p.chars();
-            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
         })
         .collect();
     let vis = &func.vis;

@@ -201,7 +201,12 @@ pub fn args(sig: &syn::Signature, cx: &mut crate::errors::Ctxt) -> Vec<ArgDecl> 
                 Some("when") => &mut when,
                 Some("init") => &mut init,
                 _ => {
-                    let written = attr.path().segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+                    let written = attr
+                        .path()
+                        .segments
+                        .last()
+                        .map(|s| s.ident.to_string())
+                        .unwrap_or_default();
                     let hint = crate::errors::did_you_mean(&written, ["when", "init"]);
                     cx.spanned(
                         attr.path(),
@@ -296,4 +301,3 @@ pub fn settings(attrs: &[Attribute], cx: &mut crate::errors::Ctxt) -> Settings {
     }
     s
 }
-

@@ -43,13 +43,18 @@ fn main() -> ExitCode {
         failed += 1;
     }
     for f in files {
-        let label = f.file_stem().map_or_else(|| f.display().to_string(), |s| s.to_string_lossy().into_owned());
+        let label = f.file_stem().map_or_else(
+            || f.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
         let outcome = std::fs::read_to_string(&f)
             .map_err(|e| e.to_string())
             .and_then(|text| Case::parse(&text).map_err(|e| e.to_string()))
             .and_then(|case| {
                 let name = case.name.clone();
-                case.run().map(|()| name.clone()).map_err(|e| format!("{name}: {e}"))
+                case.run()
+                    .map(|()| name.clone())
+                    .map_err(|e| format!("{name}: {e}"))
             });
         match outcome {
             Ok(name) => {

@@ -31,7 +31,12 @@ pub fn adam(w: Param, g: Grad, m: State, v: State, #[when(amsgrad)] v_max: State
     g += weight_decay * w;
     m = beta1 * m + (1.0 - beta1) * g;
     v = beta2 * v + (1.0 - beta2) * g * g;
-    let v_hat = if amsgrad { v_max = max(v_max, v); v_max } else { v };
+    let v_hat = if amsgrad {
+        v_max = max(v_max, v);
+        v_max
+    } else {
+        v
+    };
     let step_size = lr / (1.0 - beta1.powi(t));
     let denom = sqrt(v_hat) / sqrt(1.0 - beta2.powi(t)) + eps;
     w -= step_size * (m / denom);

@@ -36,7 +36,12 @@ pub fn adamw(w: Param, g: Grad, m: State, v: State, #[when(amsgrad)] v_max: Stat
     w *= 1.0 - lr * weight_decay;
     m = beta1 * m + (1.0 - beta1) * g;
     v = beta2 * v + (1.0 - beta2) * g * g;
-    let v_hat = if amsgrad { v_max = max(v_max, v); v_max } else { v };
+    let v_hat = if amsgrad {
+        v_max = max(v_max, v);
+        v_max
+    } else {
+        v
+    };
     if bias_correction {
         let denom = sqrt(v_hat) / sqrt(1.0 - beta2.powi(t)) + eps;
         w -= lr / (1.0 - beta1.powi(t)) * (m / denom);

@@ -82,8 +82,17 @@ impl fmt::Display for Failure {
         match self {
             Failure::Malformed(m) => write!(f, "malformed case: {m}"),
             Failure::Optimizer(e) => write!(f, "{e}"),
-            Failure::Mismatch { step, param, index, got, want } => {
-                write!(f, "step {step}, param {param}, index {index}: got {got:e}, want {want:e}")
+            Failure::Mismatch {
+                step,
+                param,
+                index,
+                got,
+                want,
+            } => {
+                write!(
+                    f,
+                    "step {step}, param {param}, index {index}: got {got:e}, want {want:e}"
+                )
             }
         }
     }
@@ -97,7 +106,10 @@ fn floats(v: &Value, what: &str) -> Result<Vec<f64>, Failure> {
     v.as_array()
         .ok_or_else(|| bad(format!("{what} is not an array")))?
         .iter()
-        .map(|x| x.as_f64().ok_or_else(|| bad(format!("{what} holds a non-number"))))
+        .map(|x| {
+            x.as_f64()
+                .ok_or_else(|| bad(format!("{what} holds a non-number")))
+        })
         .collect()
 }
 
@@ -112,12 +124,19 @@ impl Case {
         if field(&v, "format")?.as_u64() != Some(1) {
             return Err(bad("unsupported `format` (expected 1)"));
         }
-        let name = field(&v, "name")?.as_str().ok_or_else(|| bad("`name` is not a string"))?.to_string();
-        let optimizer = field(&v, "optimizer")?.as_str().ok_or_else(|| bad("`optimizer` is not a string"))?;
+        let name = field(&v, "name")?
+            .as_str()
+            .ok_or_else(|| bad("`name` is not a string"))?
+            .to_string();
+        let optimizer = field(&v, "optimizer")?
+            .as_str()
+            .ok_or_else(|| bad("`optimizer` is not a string"))?;
         let mut config = serde_json::Map::new();
         config.insert("optimizer".into(), Value::String(optimizer.into()));
         if let Some(h) = v.get("hyper") {
-            let h = h.as_object().ok_or_else(|| bad("`hyper` is not an object"))?;
+            let h = h
+                .as_object()
+                .ok_or_else(|| bad("`hyper` is not an object"))?;
             config.extend(h.clone());
         }
         if let Some(inner) = v.get("inner") {
@@ -134,8 +153,14 @@ impl Case {
             return Err(bad(format!("unsupported dtype `{dtype}`")));
         }
         let mut params = Vec::new();
-        for p in field(&v, "params")?.as_array().ok_or_else(|| bad("`params` is not an array"))? {
-            let name = field(p, "name")?.as_str().ok_or_else(|| bad("param name"))?.to_string();
+        for p in field(&v, "params")?
+            .as_array()
+            .ok_or_else(|| bad("`params` is not an array"))?
+        {
+            let name = field(p, "name")?
+                .as_str()
+                .ok_or_else(|| bad("param name"))?
+                .to_string();
             let shape: Vec<usize> = field(p, "shape")?
                 .as_array()
                 .ok_or_else(|| bad("shape"))?
@@ -149,7 +174,10 @@ impl Case {
             params.push(CaseParam { name, shape, value });
         }
         let mut steps = Vec::new();
-        for s in field(&v, "steps")?.as_array().ok_or_else(|| bad("`steps` is not an array"))? {
+        for s in field(&v, "steps")?
+            .as_array()
+            .ok_or_else(|| bad("`steps` is not an array"))?
+        {
             let mut grads = Vec::new();
             for (n, g) in field(s, "grads")?.as_object().ok_or_else(|| bad("grads"))? {
                 let grad = if g.is_array() {
@@ -159,22 +187,41 @@ impl Case {
                         .as_array()
                         .ok_or_else(|| bad("rows"))?
                         .iter()
-                        .map(|r| r.as_u64().map(|r| r as usize).ok_or_else(|| bad("row index")))
+                        .map(|r| {
+                            r.as_u64()
+                                .map(|r| r as usize)
+                                .ok_or_else(|| bad("row index"))
+                        })
                         .collect::<Result<_, _>>()?;
                     CaseGrad::Rows(rows, floats(field(g, "values")?, "values")?)
                 };
                 grads.push((n.clone(), grad));
             }
             let mut expect = Vec::new();
-            for (n, e) in field(s, "expect")?.as_object().ok_or_else(|| bad("expect"))? {
+            for (n, e) in field(s, "expect")?
+                .as_object()
+                .ok_or_else(|| bad("expect"))?
+            {
                 expect.push((n.clone(), floats(e, "expect")?));
             }
             steps.push(CaseStep { grads, expect });
         }
         let tol = field(&v, "tolerance")?;
-        let rel = field(tol, "rel")?.as_f64().ok_or_else(|| bad("tolerance.rel"))?;
-        let abs = field(tol, "abs")?.as_f64().ok_or_else(|| bad("tolerance.abs"))?;
-        Ok(Case { name, config: Value::Object(config), dtype, params, steps, rel, abs })
+        let rel = field(tol, "rel")?
+            .as_f64()
+            .ok_or_else(|| bad("tolerance.rel"))?;
+        let abs = field(tol, "abs")?
+            .as_f64()
+            .ok_or_else(|| bad("tolerance.abs"))?;
+        Ok(Case {
+            name,
+            config: Value::Object(config),
+            dtype,
+            params,
+            steps,
+            rel,
+            abs,
+        })
     }
 
     /// Runs the case in its dtype.
@@ -186,12 +233,16 @@ impl Case {
     }
 
     fn run_as<T: Scalar>(&self) -> Result<(), Failure> {
-        let mut opt: Box<dyn Optimizer<T>> = registry::build(&self.config).map_err(Failure::Optimizer)?;
+        let mut opt: Box<dyn Optimizer<T>> =
+            registry::build(&self.config).map_err(Failure::Optimizer)?;
         let mut params = Params::<T>::new();
         for p in &self.params {
             let data: Vec<T> = p.value.iter().map(|&x| T::from_f64(x)).collect();
-            let a = ArrayD::from_shape_vec(IxDyn(&p.shape), data).map_err(|e| bad(e.to_string()))?;
-            params.insert(p.name.clone(), a).map_err(Failure::Optimizer)?;
+            let a =
+                ArrayD::from_shape_vec(IxDyn(&p.shape), data).map_err(|e| bad(e.to_string()))?;
+            params
+                .insert(p.name.clone(), a)
+                .map_err(Failure::Optimizer)?;
         }
         for (i, step) in self.steps.iter().enumerate() {
             let mut grads = Grads::<T>::new();
@@ -203,28 +254,44 @@ impl Case {
                 match g {
                     CaseGrad::Dense(v) => {
                         let data = v.iter().map(|&x| T::from_f64(x)).collect();
-                        let a = ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|e| bad(format!("`{name}`: {e}")))?;
+                        let a = ArrayD::from_shape_vec(IxDyn(&shape), data)
+                            .map_err(|e| bad(format!("`{name}`: {e}")))?;
                         grads.insert(name.clone(), a);
                     }
                     CaseGrad::Rows(rows, values) => {
                         let width = shape.get(1).copied().unwrap_or(0);
                         let data = values.iter().map(|&x| T::from_f64(x)).collect();
-                        let a = Array2::from_shape_vec((rows.len(), width), data).map_err(|e| bad(format!("`{name}`: {e}")))?;
+                        let a = Array2::from_shape_vec((rows.len(), width), data)
+                            .map_err(|e| bad(format!("`{name}`: {e}")))?;
                         grads.insert_rows(name.clone(), rows.clone(), a);
                     }
                 }
             }
             opt.step(&mut params, &grads).map_err(Failure::Optimizer)?;
             for (name, want) in &step.expect {
-                let got = params.get(name).ok_or_else(|| bad(format!("expected values for unknown `{name}`")))?;
-                let got = got.as_slice_memory_order().ok_or_else(|| bad("non-contiguous parameter"))?;
+                let got = params
+                    .get(name)
+                    .ok_or_else(|| bad(format!("expected values for unknown `{name}`")))?;
+                let got = got
+                    .as_slice_memory_order()
+                    .ok_or_else(|| bad("non-contiguous parameter"))?;
                 if got.len() != want.len() {
-                    return Err(bad(format!("`{name}`: expected {} values, parameter has {}", want.len(), got.len())));
+                    return Err(bad(format!(
+                        "`{name}`: expected {} values, parameter has {}",
+                        want.len(),
+                        got.len()
+                    )));
                 }
                 for (index, (g, w)) in got.iter().zip(want).enumerate() {
                     let g = Scalar::to_f64(*g);
                     if !((g - w).abs() <= self.abs + self.rel * w.abs()) {
-                        return Err(Failure::Mismatch { step: i + 1, param: name.clone(), index, got: g, want: *w });
+                        return Err(Failure::Mismatch {
+                            step: i + 1,
+                            param: name.clone(),
+                            index,
+                            got: g,
+                            want: *w,
+                        });
                     }
                 }
             }

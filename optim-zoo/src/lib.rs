@@ -88,5 +88,8 @@ pub(crate) fn register_zoo(r: &mut Registry) {
             vec![("beta1", json!(0.95)), ("eps", json!(1e-5)), ("k", json!(6)), ("alpha", json!(0.5))],
         ),
     ];
-    debug_assert!(results.iter().all(Result::is_ok), "zoo registration: {results:?}");
+    debug_assert!(
+        results.iter().all(Result::is_ok),
+        "zoo registration: {results:?}"
+    );
 }

@@ -31,7 +31,11 @@ use optim_macros::optimizer;
     decoupled_weight_decay = false,
 )]
 pub fn nadam(w: Param, g: Grad, m: State, v: State, #[init(1.0)] mu_product: ScalarState) {
-    if decoupled_weight_decay { w *= 1.0 - lr * weight_decay; } else { g += weight_decay * w; }
+    if decoupled_weight_decay {
+        w *= 1.0 - lr * weight_decay;
+    } else {
+        g += weight_decay * w;
+    }
     let mu = beta1 * (1.0 - 0.5 * 0.96.powf(t * momentum_decay));
     let mu_next = beta1 * (1.0 - 0.5 * 0.96.powf((t + 1.0) * momentum_decay));
     mu_product *= mu;

@@ -29,7 +29,11 @@ use optim_macros::optimizer;
     decoupled_weight_decay = false,
 )]
 pub fn radam(w: Param, g: Grad, m: State, v: State) {
-    if decoupled_weight_decay { w *= 1.0 - lr * weight_decay; } else { g += weight_decay * w; }
+    if decoupled_weight_decay {
+        w *= 1.0 - lr * weight_decay;
+    } else {
+        g += weight_decay * w;
+    }
     m = beta1 * m + (1.0 - beta1) * g;
     v = beta2 * v + (1.0 - beta2) * g * g;
     let bc1 = 1.0 - beta1.powi(t);
@@ -37,7 +41,9 @@ pub fn radam(w: Param, g: Grad, m: State, v: State) {
     let rho_inf = 2.0 / (1.0 - beta2) - 1.0;
     let rho_t = rho_inf - 2.0 * t * beta2.powi(t) / bc2;
     if rho_t > 5.0 {
-        let r = sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t));
+        let r = sqrt(
+            (rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t),
+        );
         w -= m / bc1 * lr * (sqrt(bc2) / (sqrt(v) + eps)) * r;
     } else {
         w -= m / bc1 * lr;

@@ -8,7 +8,9 @@
 use optim_core::optim::Optim;
 use optim_core::suggest::closest;
 use optim_core::wrapper::Wrapped;
-use optim_core::{Algorithm, AlgorithmKind, HyperSpec, HyperValue, OptimError, Optimizer, Result, Scalar};
+use optim_core::{
+    Algorithm, AlgorithmKind, HyperSpec, HyperValue, OptimError, Optimizer, Result, Scalar,
+};
 use serde_json::{Map, Value};
 use std::any::Any;
 
@@ -24,10 +26,17 @@ type BuildFn<T> = fn(&Registry, &Map<String, Value>) -> Result<Box<dyn Optimizer
 #[derive(Clone)]
 enum Recipe {
     /// A generated optimizer type.
-    Algorithm { f32: BuildFn<f32>, f64: BuildFn<f64> },
+    Algorithm {
+        f32: BuildFn<f32>,
+        f64: BuildFn<f64>,
+    },
     /// A wrapper rule around an inner optimizer given under `"inner"`, or around a fixed
     /// inner entry whose hyperparameters share the flat config (Ranger).
-    Wrapper { f32: BuildFn<f32>, f64: BuildFn<f64>, fixed_inner: Option<&'static str> },
+    Wrapper {
+        f32: BuildFn<f32>,
+        f64: BuildFn<f64>,
+        fixed_inner: Option<&'static str>,
+    },
     /// Another entry under a new name (`nag` = sgd with momentum and nesterov preset).
     Alias(&'static str),
 }
@@ -53,7 +62,11 @@ pub struct Registry {
 }
 
 fn first_line(doc: &str) -> String {
-    doc.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+    doc.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 fn json_to_hyper(key: &str, v: &Value) -> Result<HyperValue> {
@@ -61,9 +74,14 @@ fn json_to_hyper(key: &str, v: &Value) -> Result<HyperValue> {
         Value::Bool(b) => Ok(HyperValue::Bool(*b)),
         Value::Number(n) => match n.as_i64() {
             Some(i) => Ok(HyperValue::Int(i)),
-            None => n.as_f64().map(HyperValue::Float).ok_or_else(|| OptimError::Config(format!("`{key}`: not a finite number"))),
+            None => n
+                .as_f64()
+                .map(HyperValue::Float)
+                .ok_or_else(|| OptimError::Config(format!("`{key}`: not a finite number"))),
         },
-        other => Err(OptimError::Config(format!("`{key}`: expected a number or a bool, got {other}"))),
+        other => Err(OptimError::Config(format!(
+            "`{key}`: expected a number or a bool, got {other}"
+        ))),
     }
 }
 
@@ -74,7 +92,10 @@ fn configure<A: Algorithm>(config: &Map<String, Value>, a: &mut A) -> Result<()>
             continue;
         }
         if k == INNER_KEY {
-            return Err(OptimError::Config(format!("{} takes no `inner` optimizer; only wrappers such as lookahead do", A::NAME)));
+            return Err(OptimError::Config(format!(
+                "{} takes no `inner` optimizer; only wrappers such as lookahead do",
+                A::NAME
+            )));
         }
         a.set_hyper(k, json_to_hyper(k, v)?)?;
     }
@@ -82,15 +103,28 @@ fn configure<A: Algorithm>(config: &Map<String, Value>, a: &mut A) -> Result<()>
 }
 
 fn decay_mask(config: &Map<String, Value>) -> Result<Option<Vec<String>>> {
-    let Some(v) = config.get(DECAY_MASK_KEY) else { return Ok(None) };
+    let Some(v) = config.get(DECAY_MASK_KEY) else {
+        return Ok(None);
+    };
     let parts = v
         .as_array()
-        .and_then(|a| a.iter().map(|s| s.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
-        .ok_or_else(|| OptimError::Config(format!("`{DECAY_MASK_KEY}` must be a list of strings, such as [\"LayerNorm\", \"bias\"]")))?;
+        .and_then(|a| {
+            a.iter()
+                .map(|s| s.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+        })
+        .ok_or_else(|| {
+            OptimError::Config(format!(
+                "`{DECAY_MASK_KEY}` must be a list of strings, such as [\"LayerNorm\", \"bias\"]"
+            ))
+        })?;
     Ok(Some(parts))
 }
 
-fn build_algorithm<A: Algorithm, T: Scalar>(_: &Registry, config: &Map<String, Value>) -> Result<Box<dyn Optimizer<T>>> {
+fn build_algorithm<A: Algorithm, T: Scalar>(
+    _: &Registry,
+    config: &Map<String, Value>,
+) -> Result<Box<dyn Optimizer<T>>> {
     let mut a = A::default();
     configure(config, &mut a)?;
     let mut opt = Optim::<A, T>::new(a)?;
@@ -102,7 +136,9 @@ fn build_algorithm<A: Algorithm, T: Scalar>(_: &Registry, config: &Map<String, V
 }
 
 /// Splits a wrapper's config into the rule's own keys and the rest.
-fn split_rule_keys<R: Algorithm>(config: &Map<String, Value>) -> (Map<String, Value>, Map<String, Value>) {
+fn split_rule_keys<R: Algorithm>(
+    config: &Map<String, Value>,
+) -> (Map<String, Value>, Map<String, Value>) {
     let mut own = Map::new();
     let mut rest = Map::new();
     for (k, v) in config {
@@ -117,8 +153,14 @@ fn split_rule_keys<R: Algorithm>(config: &Map<String, Value>) -> (Map<String, Va
 
 /// Builds wrapper rule `R` around its inner optimizer: the config's `"inner"`, or for a
 /// composite entry (Ranger) its fixed inner entry configured by the same flat config.
-fn build_wrapper<R: Algorithm, T: Scalar>(reg: &Registry, config: &Map<String, Value>) -> Result<Box<dyn Optimizer<T>>> {
-    let name = config.get(OPTIMIZER_KEY).and_then(Value::as_str).unwrap_or(R::NAME);
+fn build_wrapper<R: Algorithm, T: Scalar>(
+    reg: &Registry,
+    config: &Map<String, Value>,
+) -> Result<Box<dyn Optimizer<T>>> {
+    let name = config
+        .get(OPTIMIZER_KEY)
+        .and_then(Value::as_str)
+        .unwrap_or(R::NAME);
     let fixed = match reg.find(name)?.recipe {
         Recipe::Wrapper { fixed_inner, .. } => fixed_inner,
         _ => None,
@@ -180,10 +222,23 @@ impl Registry {
     /// is taken.
     pub fn register<A: Algorithm>(&mut self) -> Result<()> {
         let recipe = match A::KIND {
-            AlgorithmKind::Optimizer => Recipe::Algorithm { f32: build_algorithm::<A, f32>, f64: build_algorithm::<A, f64> },
-            AlgorithmKind::Wrapper => Recipe::Wrapper { f32: build_wrapper::<A, f32>, f64: build_wrapper::<A, f64>, fixed_inner: None },
+            AlgorithmKind::Optimizer => Recipe::Algorithm {
+                f32: build_algorithm::<A, f32>,
+                f64: build_algorithm::<A, f64>,
+            },
+            AlgorithmKind::Wrapper => Recipe::Wrapper {
+                f32: build_wrapper::<A, f32>,
+                f64: build_wrapper::<A, f64>,
+                fixed_inner: None,
+            },
         };
-        self.add(Entry { name: A::NAME, summary: first_line(A::DOC), hypers: A::HYPERS, preset: Vec::new(), recipe })
+        self.add(Entry {
+            name: A::NAME,
+            summary: first_line(A::DOC),
+            hypers: A::HYPERS,
+            preset: Vec::new(),
+            recipe,
+        })
     }
 
     /// Registers wrapper rule `R` under `name` around the fixed inner entry `inner`, with
@@ -196,20 +251,45 @@ impl Registry {
         preset: Vec<(&'static str, Value)>,
     ) -> Result<()> {
         let hypers = self.find(inner)?.hypers;
-        let recipe = Recipe::Wrapper { f32: build_wrapper::<R, f32>, f64: build_wrapper::<R, f64>, fixed_inner: Some(inner) };
-        self.add(Entry { name, summary: summary.to_string(), hypers, preset, recipe })
+        let recipe = Recipe::Wrapper {
+            f32: build_wrapper::<R, f32>,
+            f64: build_wrapper::<R, f64>,
+            fixed_inner: Some(inner),
+        };
+        self.add(Entry {
+            name,
+            summary: summary.to_string(),
+            hypers,
+            preset,
+            recipe,
+        })
     }
 
     /// Registers `name` as `base` with some hyperparameters preset; a config may still
     /// override them.
-    pub fn register_preset(&mut self, name: &'static str, summary: &str, base: &'static str, preset: Vec<(&'static str, Value)>) -> Result<()> {
+    pub fn register_preset(
+        &mut self,
+        name: &'static str,
+        summary: &str,
+        base: &'static str,
+        preset: Vec<(&'static str, Value)>,
+    ) -> Result<()> {
         let hypers = self.find(base)?.hypers;
-        self.add(Entry { name, summary: summary.to_string(), hypers, preset, recipe: Recipe::Alias(base) })
+        self.add(Entry {
+            name,
+            summary: summary.to_string(),
+            hypers,
+            preset,
+            recipe: Recipe::Alias(base),
+        })
     }
 
     fn add(&mut self, e: Entry) -> Result<()> {
         if self.entries.iter().any(|x| x.name == e.name) {
-            return Err(OptimError::Config(format!("an optimizer named `{}` is already registered", e.name)));
+            return Err(OptimError::Config(format!(
+                "an optimizer named `{}` is already registered",
+                e.name
+            )));
         }
         self.entries.push(e);
         Ok(())
@@ -224,23 +304,38 @@ impl Registry {
     pub fn find(&self, name: &str) -> Result<&Entry> {
         self.entries.iter().find(|e| e.name == name).ok_or_else(|| {
             let names = self.names();
-            let hint = closest(name, names.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
-            OptimError::Config(format!("unknown optimizer `{name}`{hint}; valid: {}", names.join(", ")))
+            let hint = closest(name, names.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            OptimError::Config(format!(
+                "unknown optimizer `{name}`{hint}; valid: {}",
+                names.join(", ")
+            ))
         })
     }
 
     /// Builds the optimizer a config describes, in element type `T`.
     pub fn build<T: Scalar>(&self, config: &Value) -> Result<Box<dyn Optimizer<T>>> {
-        let map = config.as_object().ok_or_else(|| OptimError::Config("expected an object such as {\"optimizer\": \"adam\", \"lr\": 0.001}".into()))?;
+        let map = config.as_object().ok_or_else(|| {
+            OptimError::Config(
+                "expected an object such as {\"optimizer\": \"adam\", \"lr\": 0.001}".into(),
+            )
+        })?;
         let name = map
             .get(OPTIMIZER_KEY)
             .and_then(Value::as_str)
             .ok_or_else(|| OptimError::Config("missing `\"optimizer\": \"<name>\"`".into()))?;
         let entry = self.find(name)?;
-        let mut merged: Map<String, Value> = entry.preset.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let mut merged: Map<String, Value> = entry
+            .preset
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         merged.extend(map.iter().map(|(k, v)| (k.clone(), v.clone())));
         match &entry.recipe {
-            Recipe::Algorithm { f32, f64 } | Recipe::Wrapper { f32, f64, .. } => pick::<T>(self, &merged, *f32, *f64),
+            Recipe::Algorithm { f32, f64 } | Recipe::Wrapper { f32, f64, .. } => {
+                pick::<T>(self, &merged, *f32, *f64)
+            }
             Recipe::Alias(base) => {
                 merged.insert(OPTIMIZER_KEY.into(), Value::String(base.to_string()));
                 self.build::<T>(&Value::Object(merged))
@@ -250,20 +345,27 @@ impl Registry {
 
     /// Builds from JSON text.
     pub fn from_json<T: Scalar>(&self, text: &str) -> Result<Box<dyn Optimizer<T>>> {
-        let v: Value = serde_json::from_str(text).map_err(|e| OptimError::Config(format!("invalid JSON: {e}")))?;
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| OptimError::Config(format!("invalid JSON: {e}")))?;
         self.build(&v)
     }
 
     /// Builds from TOML text (`optimizer = "adamw"` and hyperparameters as keys; a wrapper's
     /// inner optimizer as an `[inner]` table).
     pub fn from_toml<T: Scalar>(&self, text: &str) -> Result<Box<dyn Optimizer<T>>> {
-        let v: Value = toml::from_str(text).map_err(|e| OptimError::Config(format!("invalid TOML: {e}")))?;
+        let v: Value =
+            toml::from_str(text).map_err(|e| OptimError::Config(format!("invalid TOML: {e}")))?;
         self.build(&v)
     }
 }
 
 /// Calls the builder for `T`'s element type.
-fn pick<T: Scalar>(reg: &Registry, map: &Map<String, Value>, f32: BuildFn<f32>, f64: BuildFn<f64>) -> Result<Box<dyn Optimizer<T>>> {
+fn pick<T: Scalar>(
+    reg: &Registry,
+    map: &Map<String, Value>,
+    f32: BuildFn<f32>,
+    f64: BuildFn<f64>,
+) -> Result<Box<dyn Optimizer<T>>> {
     let built: Box<dyn Any> = match T::DTYPE {
         optim_core::DType::F32 => Box::new(f32(reg, map)?),
         optim_core::DType::F64 => Box::new(f64(reg, map)?),

@@ -28,7 +28,13 @@ use optim_macros::optimizer;
     /// Normalise by the estimated variance instead of the second moment.
     centered = false,
 )]
-pub fn rmsprop(w: Param, g: Grad, v: State, #[when(centered)] a: State, #[when(momentum > 0.0)] b: State) {
+pub fn rmsprop(
+    w: Param,
+    g: Grad,
+    v: State,
+    #[when(centered)] a: State,
+    #[when(momentum > 0.0)] b: State,
+) {
     g += weight_decay * w;
     v = alpha * v + (1.0 - alpha) * g * g;
     let den = if centered {

@@ -31,7 +31,11 @@ use optim_macros::optimizer;
 pub fn sgd(w: Param, g: Grad, #[when(momentum > 0.0)] b: State) {
     g += weight_decay * w;
     if momentum > 0.0 {
-        b = if t == 1 { g } else { momentum * b + (1.0 - dampening) * g };
+        b = if t == 1 {
+            g
+        } else {
+            momentum * b + (1.0 - dampening) * g
+        };
         g = if nesterov { g + momentum * b } else { b };
     }
     w -= lr * g;

@@ -22,12 +22,28 @@ fn every_conformance_case_passes() {
             failures.push(format!("{}: {e}", case.name));
         }
     }
-    assert!(failures.is_empty(), "failing cases:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "failing cases:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn every_registry_optimizer_has_a_case() {
-    let covered = ["sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamw", "nadam", "radam", "lazyadam", "lookahead", "ranger"];
+    let covered = [
+        "sgd",
+        "adagrad",
+        "adadelta",
+        "rmsprop",
+        "adam",
+        "adamw",
+        "nadam",
+        "radam",
+        "lazyadam",
+        "lookahead",
+        "ranger",
+    ];
     let names = optim_zoo::Registry::zoo().names();
     for c in covered {
         assert!(names.contains(&c), "{c} missing from the registry");

@@ -93,3 +93,8 @@ pub(crate) fn register_zoo(r: &mut Registry) {
         "zoo registration: {results:?}"
     );
 }
+
+/// The README's code blocks, compiled and run as doctests so they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

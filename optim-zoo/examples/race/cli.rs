@@ -9,7 +9,7 @@ use std::path::PathBuf;
 ///
 /// Writes to --out: loss_curves.svg, surface_<name>.svg per test function, and
 /// leaderboard.json (per optimizer: learning rate, initial and final loss, test
-/// accuracy, steps to the target loss, time per step, loss curve and surface paths).
+/// accuracy, steps to the target loss, time per step, loss curve, and where it ended on each test function).
 #[derive(Debug, Parser)]
 #[command(name = "race", about, long_about)]
 pub struct Args {

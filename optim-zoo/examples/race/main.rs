@@ -3,7 +3,6 @@
 
 mod cli;
 mod data;
-mod fallback;
 mod lineup;
 mod mlp;
 mod plot;
@@ -149,7 +148,14 @@ fn run(args: &Args) -> AnyResult<Summary> {
 fn select(args: &Args) -> AnyResult<Vec<(usize, Contender)>> {
     let lineup = lineup::race_lineup();
     let known: Vec<&str> = lineup.iter().map(|c| c.name).collect();
-    let unknown = |name: &str| format!("unknown optimizer `{name}`; known: {}", known.join(", "));
+    let unknown = |name: &str| {
+        let hint = optim_core::suggest::closest(name, known.iter().copied())
+            .map_or(String::new(), |k| format!(" (did you mean `{k}`?)"));
+        format!(
+            "unknown optimizer `{name}`{hint}; known: {}",
+            known.join(", ")
+        )
+    };
     let names = args
         .optimizers
         .clone()
@@ -227,6 +233,7 @@ fn race_surfaces(
                         steps: path.len() - 1,
                         start_value: path.first().map_or(f64::NAN, value),
                         end_value: path.last().map_or(f64::NAN, value),
+                        end: path.last().copied().unwrap_or(surface.start),
                         path,
                     });
                 }

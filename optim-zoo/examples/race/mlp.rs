@@ -55,8 +55,8 @@ impl Mlp {
     fn forward(&self, params: &Params<f32>, x: ArrayView2<f32>) -> AnyResult<Forward> {
         let (w1, b1) = (matrix(params, "fc1.weight")?, vector(params, "fc1.bias")?);
         let (w2, b2) = (matrix(params, "fc2.weight")?, vector(params, "fc2.bias")?);
-        let hidden = (x.dot(&w1.t()) + &b1).mapv(f32::tanh);
-        let mut logits = hidden.dot(&w2.t()) + &b2;
+        let hidden = (x.dot(&w1.t()) + b1).mapv(f32::tanh);
+        let mut logits = hidden.dot(&w2.t()) + b2;
         // log-softmax per row, shifted by the row maximum so exp never overflows.
         for mut row in logits.rows_mut() {
             let max = row.fold(f32::NEG_INFINITY, |m, &z| m.max(z));

@@ -78,7 +78,10 @@ pub struct PathSummary {
     pub start_value: f64,
     /// f at the end point.
     pub end_value: f64,
-    /// The points visited.
+    /// The last point visited.
+    pub end: (f64, f64),
+    /// The points visited (drawn, not written: it would dwarf the rest of the JSON).
+    #[serde(skip)]
     pub path: Vec<(f64, f64)>,
 }
 

@@ -40,6 +40,9 @@ impl Surface {
         match family {
             Family::GradientScaled => self.gradient_scaled_lr,
             Family::Adaptive => self.adaptive_lr,
+            // A tenth keeps the gradient-scaled first steps on the chart; the adaptive
+            // steps after are slower than Adam's, which is what RAdam trades for safety.
+            Family::Rectified => self.adaptive_lr / 10.0,
             Family::Adadelta => 1.0,
         }
     }

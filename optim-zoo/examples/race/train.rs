@@ -145,7 +145,7 @@ pub fn train(
             optimizer_time += started.elapsed();
             step += 1;
             bar.inc(1);
-            if step % EVAL_EVERY == 0 || step == total_steps {
+            if step.is_multiple_of(EVAL_EVERY) || step == total_steps {
                 let loss = train_loss(&params)?;
                 curve.push((step, loss));
                 bar.set_message(format!("loss {loss:.4}"));

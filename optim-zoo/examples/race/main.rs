@@ -278,3 +278,108 @@ fn bar_style() -> ProgressStyle {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    /// A fresh output folder per test, removed at the end.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("race-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// What a user or CI sees: leaderboard.json as written, and the SVG files.
+    fn check_outputs(out: &Path, expected: &[&str]) {
+        let text = std::fs::read_to_string(out.join("leaderboard.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            json["failures"],
+            serde_json::json!([]),
+            "every optimizer finished"
+        );
+        let results = json["results"].as_array().unwrap();
+        let names: Vec<&str> = results
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, expected);
+        for r in results {
+            let (start, end) = (r["initial_loss"].as_f64(), r["final_loss"].as_f64());
+            assert!(
+                matches!((start, end), (Some(s), Some(e)) if e < s),
+                "{}: {start:?} -> {end:?}",
+                r["name"]
+            );
+            assert_eq!(r["surfaces"].as_array().unwrap().len(), 3);
+        }
+        let plots = json["plots"].as_array().unwrap();
+        assert_eq!(plots.len(), 4);
+        for plot in plots {
+            let svg = std::fs::read_to_string(out.join(plot.as_str().unwrap())).unwrap();
+            assert!(
+                svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+                "{plot}"
+            );
+            for name in expected {
+                assert!(svg.contains(name), "{plot} has a legend entry for {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_quick_race_of_the_whole_zoo_lowers_every_loss_and_draws_every_plot() {
+        let out = scratch("quick");
+        let args =
+            Args::try_parse_from(["race", "--quick", "--out", out.to_str().unwrap()]).unwrap();
+        let summary = run(&args).unwrap();
+        assert_eq!(summary.epochs, 2);
+        let every: Vec<&str> = lineup::race_lineup().iter().map(|c| c.name).collect();
+        check_outputs(&out, &every);
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn the_bert_recipe_trains_with_warmup_clipping_and_decay_mask() {
+        let out = scratch("bert");
+        let dir = out.to_str().unwrap();
+        let flags = [
+            "race",
+            "--quick",
+            "--recipe",
+            "bert",
+            "--optimizers",
+            "bert,adamw,lookahead",
+            "--out",
+            dir,
+        ];
+        run(&Args::try_parse_from(flags).unwrap()).unwrap();
+        check_outputs(&out, &["bert", "adamw", "lookahead"]);
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn unknown_names_are_refused_before_training() {
+        let args = Args::try_parse_from([
+            "race",
+            "--optimizers",
+            "adm",
+            "--out",
+            "/nonexistent/never-written",
+        ])
+        .unwrap();
+        let e = run(&args).unwrap_err().to_string();
+        assert!(
+            e.starts_with("unknown optimizer `adm` (did you mean `adam`?)"),
+            "{e}"
+        );
+        let args =
+            Args::try_parse_from(["race", "--optimizers", "sgd", "--lr", "adam=0.1"]).unwrap();
+        assert!(run(&args)
+            .unwrap_err()
+            .to_string()
+            .contains("`adam` is not racing"));
+    }
+}

@@ -173,3 +173,56 @@ pub fn train(
         diverged,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use optim_core::Selector;
+
+    fn settings(bert_recipe: bool) -> Settings {
+        Settings {
+            mlp: Mlp {
+                inputs: 4,
+                hidden: 3,
+                classes: 2,
+            },
+            epochs: 1,
+            batch_size: 8,
+            seed: 0,
+            bert_recipe,
+            target_loss: 0.1,
+        }
+    }
+
+    #[test]
+    fn the_bert_recipe_warms_up_over_a_tenth_and_masks_bias_decay() {
+        let mut opt =
+            crate::lineup::build::<f32>(&serde_json::json!({"optimizer": "adamw", "lr": 0.002}))
+                .unwrap();
+        let schedule = prepare(opt.as_mut(), &settings(true), 200).unwrap();
+        assert_eq!(
+            schedule,
+            Some(Schedule::linear_warmup_decay(0.002, 20, 200).unwrap())
+        );
+        let groups = opt.export_state().groups;
+        let masked = groups.iter().any(|g| {
+            g.selector == Selector::NameContains(BERT_NO_DECAY.map(String::from).to_vec())
+                && g.overrides == [("weight_decay".to_string(), 0.0.into())]
+        });
+        assert!(masked, "{groups:?}");
+    }
+
+    #[test]
+    fn the_standard_recipe_leaves_the_optimizer_alone() {
+        let mut opt =
+            crate::lineup::build::<f32>(&serde_json::json!({"optimizer": "adamw"})).unwrap();
+        assert_eq!(prepare(opt.as_mut(), &settings(false), 200).unwrap(), None);
+        assert!(opt.export_state().groups.is_empty());
+    }
+
+    #[test]
+    fn steps_per_epoch_counts_the_last_partial_batch() {
+        assert_eq!(settings(false).steps_per_epoch(16), 2);
+        assert_eq!(settings(false).steps_per_epoch(17), 3);
+    }
+}

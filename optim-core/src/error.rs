@@ -96,6 +96,44 @@ pub enum OptimError {
     /// Configuration that cannot be read (registry, config files).
     #[error("config: {0}")]
     Config(String),
+    /// Restored state written in another state format version.
+    #[error(
+        "cannot load optimizer state: state format version {saved}, but this build reads \
+         version {supported}"
+    )]
+    VersionMismatch {
+        /// The version in the saved state.
+        saved: u32,
+        /// The version this build reads and writes ([`crate::STATE_FORMAT_VERSION`]).
+        supported: u32,
+    },
+    /// Restored state that belongs to another optimizer.
+    #[error("cannot load optimizer state: the state is for optimizer `{saved}`, not `{expected}`")]
+    OptimizerMismatch {
+        /// The optimizer named in the saved state.
+        saved: String,
+        /// The optimizer it is being loaded into.
+        expected: String,
+    },
+    /// A checkpoint file that cannot be written, read or decoded (I/O error, truncated or
+    /// corrupt file, entries missing or not described); names the file or entry at fault.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// A non-finite gradient value under [`crate::NonFinitePolicy::Error`]; nothing was
+    /// changed.
+    #[error(
+        "`{name}`: gradient element {index} is {value}; nothing was changed \
+         (non-finite policy: error)"
+    )]
+    NonFiniteGrad {
+        /// Parameter name.
+        name: String,
+        /// Row-major index of the first non-finite element in the parameter (for a
+        /// sparse-row gradient, the element of the parameter it would update).
+        index: usize,
+        /// The value (NaN, inf or -inf).
+        value: f64,
+    },
 }
 
 fn did_you_mean(s: &Option<String>) -> String {

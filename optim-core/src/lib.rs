@@ -10,12 +10,14 @@
 #![warn(missing_docs)]
 
 pub mod algorithm;
+pub mod checkpoint;
 pub mod clip;
 pub mod error;
 pub mod group;
 pub mod hyper;
 #[doc(hidden)]
 pub mod kernel;
+pub mod nonfinite;
 pub mod optim;
 pub mod optimizer;
 pub mod params;
@@ -31,6 +33,7 @@ pub use algorithm::{
 pub use error::{OptimError, Result};
 pub use group::{Group, Selector};
 pub use hyper::{Bound, HyperKind, HyperSpec, HyperValue, Range};
+pub use nonfinite::NonFinitePolicy;
 pub use optim::Optim;
 pub use optimizer::Optimizer;
 pub use params::{Grad, Grads, Params};

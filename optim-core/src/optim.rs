@@ -10,6 +10,7 @@ use crate::algorithm::{Algorithm, AlgorithmKind};
 use crate::error::{OptimError, Result};
 use crate::group::{Group, Selector};
 use crate::hyper::{find_spec, HyperSpec, HyperValue};
+use crate::nonfinite::{first_non_finite_in, NonFinitePolicy};
 use crate::optimizer::Optimizer;
 use crate::params::{Grads, Params};
 use crate::scalar::Scalar;
@@ -46,6 +47,10 @@ pub struct Optim<A: Algorithm, T: Scalar> {
     scratch: Scratch<T>,
     /// The parameter, when it is not in standard layout.
     wbuf: Vec<T>,
+    /// What a step does with non-finite gradients.
+    policy: NonFinitePolicy,
+    /// Parameters the last step skipped for non-finite gradients.
+    skipped: Vec<String>,
 }
 
 impl<A: Algorithm, T: Scalar> Optim<A, T> {
@@ -72,6 +77,8 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
             slots: BTreeMap::new(),
             scratch: Scratch::default(),
             wbuf: Vec::new(),
+            policy: NonFinitePolicy::Propagate,
+            skipped: Vec::new(),
         })
     }
 
@@ -214,7 +221,11 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
         check_grads(params, grads, |_, name, param| match self.slots.get(name) {
             Some(slot) => slot.check_shape(name, param),
             None => Ok(()),
-        })
+        })?;
+        if self.policy == NonFinitePolicy::Error {
+            check_finite(grads)?;
+        }
+        Ok(())
     }
 
     fn step(&mut self, params: &mut Params<T>, grads: &Grads<T>) -> Result<()> {
@@ -227,10 +238,17 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
             slots,
             scratch,
             wbuf,
+            policy,
+            skipped,
             ..
         } = self;
+        skipped.clear();
         let mut hint = 0;
         for (gname, grad) in grads.iter() {
+            if *policy == NonFinitePolicy::SkipParam && first_non_finite_in(grad).is_some() {
+                skipped.push(gname.to_string());
+                continue;
+            }
             // `check` found every name; look where the previous one was first.
             let index = if hint < params.len() && params.entry_mut(hint).0 == gname {
                 hint
@@ -335,21 +353,48 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
     fn boxed_clone(&self) -> Box<dyn Optimizer<T>> {
         Box::new(self.clone())
     }
+
+    fn set_non_finite_policy(&mut self, policy: NonFinitePolicy) -> Result<()> {
+        self.policy = policy;
+        Ok(())
+    }
+
+    fn non_finite_policy(&self) -> NonFinitePolicy {
+        self.policy
+    }
+
+    fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+}
+
+/// The error for the first gradient that is not all finite.
+fn check_finite<T: Scalar>(grads: &Grads<T>) -> Result<()> {
+    for (name, grad) in grads.iter() {
+        if let Some((index, value)) = first_non_finite_in(grad) {
+            return Err(OptimError::NonFiniteGrad {
+                name: name.to_string(),
+                index,
+                value: value.to_f64(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks the format version and the optimizer name of exported state.
 pub(crate) fn check_header(state: &OptimizerState, name: &str) -> Result<()> {
     if state.format_version != STATE_FORMAT_VERSION {
-        return Err(OptimError::BadState(format!(
-            "state format version {}, but this build reads version {STATE_FORMAT_VERSION}",
-            state.format_version
-        )));
+        return Err(OptimError::VersionMismatch {
+            saved: state.format_version,
+            supported: STATE_FORMAT_VERSION,
+        });
     }
     if state.optimizer != name {
-        return Err(OptimError::BadState(format!(
-            "the state is for optimizer `{}`, not `{name}`",
-            state.optimizer
-        )));
+        return Err(OptimError::OptimizerMismatch {
+            saved: state.optimizer.clone(),
+            expected: name.to_string(),
+        });
     }
     Ok(())
 }
@@ -384,6 +429,8 @@ impl<A: Algorithm, T: Scalar> Clone for Optim<A, T> {
             slots: self.slots.clone(),
             scratch: Scratch::default(),
             wbuf: Vec::new(),
+            policy: self.policy,
+            skipped: self.skipped.clone(),
         }
     }
 }
@@ -397,6 +444,7 @@ impl<A: Algorithm, T: Scalar> fmt::Debug for Optim<A, T> {
             .field("groups", &self.groups)
             .field("steps", &self.steps)
             .field("params_with_state", &self.slots.len())
+            .field("non_finite_policy", &self.policy)
             .finish()
     }
 }

@@ -1,8 +1,9 @@
 //! The object-safe optimizer interface every optimizer (generated or wrapped) implements.
 
-use crate::error::Result;
+use crate::error::{OptimError, Result};
 use crate::group::Group;
 use crate::hyper::{HyperSpec, HyperValue};
+use crate::nonfinite::NonFinitePolicy;
 use crate::params::{Grads, Params};
 use crate::scalar::Scalar;
 use crate::state::OptimizerState;
@@ -34,6 +35,31 @@ pub trait Optimizer<T: Scalar>: Send + std::fmt::Debug {
     fn import_state(&mut self, state: &OptimizerState, params: &Params<T>) -> Result<()>;
     /// A boxed deep copy.
     fn boxed_clone(&self) -> Box<dyn Optimizer<T>>;
+
+    /// Sets what a step does with NaN or ±inf in a gradient (see [`NonFinitePolicy`];
+    /// the default, `Propagate`, costs nothing). The policy is a runtime setting, not
+    /// state: checkpoints do not carry it.
+    ///
+    /// The provided implementation accepts only `Propagate`; [`crate::Optim`] and
+    /// [`crate::Wrapped`] support every policy.
+    fn set_non_finite_policy(&mut self, policy: NonFinitePolicy) -> Result<()> {
+        match policy {
+            NonFinitePolicy::Propagate => Ok(()),
+            other => Err(OptimError::Config(format!(
+                "{} does not support the non-finite policy `{other}`",
+                self.name()
+            ))),
+        }
+    }
+    /// The current non-finite policy.
+    fn non_finite_policy(&self) -> NonFinitePolicy {
+        NonFinitePolicy::Propagate
+    }
+    /// Parameters the last successful step left untouched because their gradient was not
+    /// all finite (under [`NonFinitePolicy::SkipParam`]), in gradient order.
+    fn skipped(&self) -> &[String] {
+        &[]
+    }
 }
 
 impl<T: Scalar> Clone for Box<dyn Optimizer<T>> {

@@ -4,6 +4,7 @@ use crate::algorithm::{Algorithm, AlgorithmKind, GradView};
 use crate::error::{OptimError, Result};
 use crate::group::Group;
 use crate::hyper::{HyperSpec, HyperValue};
+use crate::nonfinite::NonFinitePolicy;
 use crate::optim::slot::{self, Slot};
 use crate::optim::{check_header, export_hyper, import_hyper, unknown_hyper, with_flat};
 use crate::optimizer::Optimizer;
@@ -154,11 +155,16 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
             return Err(e);
         }
         self.n += 1;
+        // A parameter the inner optimizer skipped (non-finite gradient) is left alone.
+        let skipped = self.inner.skipped();
         for index in 0..params.len() {
             let (name, param) = params.entry_mut(index);
             let Some(slot) = self.slots.get_mut(name) else {
                 continue; // every parameter got a slot above
             };
+            if !skipped.is_empty() && skipped.iter().any(|s| s == name) {
+                continue;
+            }
             slot.prepare(&self.rule, param);
             slot.t += 1;
             let rule = &self.rule;
@@ -217,6 +223,20 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
 
     fn boxed_clone(&self) -> Box<dyn Optimizer<T>> {
         Box::new(self.clone())
+    }
+
+    /// Forwarded to the inner optimizer, which checks the gradients; a parameter it skips
+    /// is skipped by the rule too (no Lookahead sync for it at that step).
+    fn set_non_finite_policy(&mut self, policy: NonFinitePolicy) -> Result<()> {
+        self.inner.set_non_finite_policy(policy)
+    }
+
+    fn non_finite_policy(&self) -> NonFinitePolicy {
+        self.inner.non_finite_policy()
+    }
+
+    fn skipped(&self) -> &[String] {
+        self.inner.skipped()
     }
 }
 

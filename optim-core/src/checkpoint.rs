@@ -1,0 +1,761 @@
+//! Checkpoints: the whole [`OptimizerState`] in one [safetensors] file.
+//!
+//! A checkpoint is an ordinary safetensors file, so Python reads it as is
+//! (`safetensors.numpy.load_file(path)`):
+//!
+//! * every element-wise state is a tensor named `param/<parameter>/<state>`, in the
+//!   optimizer's element type (`F32` or `F64`), shaped like its parameter; a wrapper's
+//!   inner optimizer has its tensors under `inner/` (`inner/param/w/m`);
+//! * everything else is in the file's `__metadata__` (string → string): `format`
+//!   (`optim-checkpoint`), `format_version`, `optimizer`, `state` (JSON: hyperparameters,
+//!   groups, step counts, scalar states, and a wrapper's `inner` state) and `checksum`
+//!   (CRC-32 of all of that and every tensor's name, dtype, shape and bytes).
+//!
+//! Writing is atomic: the bytes go to a temporary file in the same directory, which is
+//! flushed to disk and then renamed over the target, so a crash mid-save leaves the
+//! previous checkpoint intact. Reading checks everything before anything is used: a
+//! truncated or corrupt file, another format version, a tensor missing or not described,
+//! an unsupported dtype, all fail with an error that says which; [`load_into`] then hands
+//! the state to [`Optimizer::import_state`], which checks it against the optimizer and the
+//! parameters (optimizer name, hyperparameters, parameter names, shapes, dtypes, missing
+//! and extra states) and changes nothing unless all of it fits.
+//!
+//! Floats in the JSON are written so that they read back bit for bit (non-finite values
+//! as the strings `"inf"`, `"-inf"`, `"nan"`); tensors are stored bit for bit, so resuming
+//! from a checkpoint continues exactly as if training had not stopped.
+//!
+//! [safetensors]: https://huggingface.co/docs/safetensors
+
+use crate::error::{OptimError, Result};
+use crate::group::Selector;
+use crate::hyper::HyperValue;
+use crate::optimizer::Optimizer;
+use crate::params::Params;
+use crate::scalar::{DType, Scalar};
+use crate::state::{
+    GroupState, OptimizerState, ParamState, TensorData, TensorState, STATE_FORMAT_VERSION,
+};
+use safetensors::{Dtype, SafeTensors};
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+
+/// The `format` entry of every checkpoint's metadata.
+pub const CHECKPOINT_FORMAT: &str = "optim-checkpoint";
+
+/// The largest header safetensors readers accept.
+const MAX_HEADER: usize = 100_000_000;
+
+/// Writes `opt`'s whole state to `path`, atomically.
+pub fn save<T: Scalar>(opt: &dyn Optimizer<T>, path: impl AsRef<Path>) -> Result<()> {
+    save_checkpoint(path, &opt.export_state())
+}
+
+/// Reads the checkpoint at `path` and loads it into `opt` for `params`. Everything is
+/// checked (the file, then the state against `opt` and `params`) before anything changes:
+/// on error `opt` is exactly as it was.
+pub fn load_into<T: Scalar>(
+    opt: &mut dyn Optimizer<T>,
+    params: &Params<T>,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    let state = load_checkpoint(path)?;
+    opt.import_state(&state, params)
+}
+
+/// Writes `state` to `path` as a safetensors checkpoint: to a temporary file in the same
+/// directory, flushed and synced, then renamed over `path`. On error `path` is untouched
+/// and the temporary file removed.
+pub fn save_checkpoint(path: impl AsRef<Path>, state: &OptimizerState) -> Result<()> {
+    let bytes = to_bytes(state)?;
+    write_atomic(path.as_ref(), &bytes, None)
+}
+
+/// Reads and decodes the checkpoint at `path` (see [`from_bytes`]).
+pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<OptimizerState> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path)
+        .map_err(|e| OptimError::Checkpoint(format!("cannot read `{}`: {e}", path.display())))?;
+    from_bytes(&bytes).map_err(|e| match e {
+        OptimError::Checkpoint(msg) => {
+            OptimError::Checkpoint(format!("`{}`: {msg}", path.display()))
+        }
+        other => other,
+    })
+}
+
+/// Encodes `state` as the bytes of a safetensors checkpoint.
+///
+/// Fails if the state cannot be written faithfully: two tensors that would get the same
+/// name, values that do not fill their shape, or a wrapped state in another format
+/// version than its wrapper.
+pub fn to_bytes(state: &OptimizerState) -> Result<Vec<u8>> {
+    let mut tensors: Vec<(String, Tensor<'_>)> = Vec::new();
+    let json = encode_level(state, "", state.format_version, &mut tensors)?;
+    let state_json = json.to_string();
+    let version = state.format_version.to_string();
+    let checksum = checksum(
+        &version,
+        &state.optimizer,
+        &state_json,
+        tensors
+            .iter()
+            .map(|(k, t)| (k.as_str(), t.dtype, t.shape, &t.bytes[..])),
+    );
+    // The safetensors layout, written here rather than by `safetensors::serialize` so that
+    // the same state always gives the same bytes (its metadata map has no fixed order):
+    // an 8-byte little-endian header length, the JSON header padded with spaces to a
+    // multiple of 8, then every tensor's bytes, in name order.
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    order.sort_by(|&a, &b| tensors[a].0.cmp(&tensors[b].0));
+    if let Some(w) = order
+        .windows(2)
+        .find(|w| tensors[w[0]].0 == tensors[w[1]].0)
+    {
+        return Err(OptimError::Checkpoint(format!(
+            "two state tensors would both be stored as `{}`",
+            tensors[w[0]].0
+        )));
+    }
+    let mut header = Map::new();
+    let mut metadata = Map::new();
+    for (k, v) in [
+        ("checksum", checksum),
+        ("format", CHECKPOINT_FORMAT.to_string()),
+        ("format_version", version),
+        ("optimizer", state.optimizer.clone()),
+        ("state", state_json),
+    ] {
+        metadata.insert(k.to_string(), Value::String(v));
+    }
+    header.insert("__metadata__".to_string(), Value::Object(metadata));
+    let mut offset = 0usize;
+    for &i in &order {
+        let (key, t) = &tensors[i];
+        let end = offset + t.bytes.len();
+        header.insert(
+            key.clone(),
+            json!({"data_offsets": [offset, end], "dtype": t.dtype.to_string(), "shape": t.shape}),
+        );
+        offset = end;
+    }
+    let mut head = Value::Object(header).to_string().into_bytes();
+    head.resize(head.len().next_multiple_of(8), b' ');
+    if head.len() > MAX_HEADER {
+        return Err(OptimError::Checkpoint(format!(
+            "the metadata takes {} bytes; safetensors readers accept at most {MAX_HEADER}",
+            head.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(8 + head.len() + offset);
+    out.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    out.extend_from_slice(&head);
+    for &i in &order {
+        out.extend_from_slice(&tensors[i].1.bytes);
+    }
+    Ok(out)
+}
+
+/// Decodes the bytes of a checkpoint, checking all of it: the safetensors structure
+/// (a truncated or corrupt file is an error), the format and its version, the checksum,
+/// the metadata, and that the file holds exactly the tensors the metadata describes,
+/// each `F32` or `F64` with values for its whole shape.
+///
+/// Never panics, whatever the bytes.
+pub fn from_bytes(bytes: &[u8]) -> Result<OptimizerState> {
+    let (header_len, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
+        OptimError::Checkpoint(format!(
+            "not a readable safetensors file (truncated or corrupt?): {e}"
+        ))
+    })?;
+    let data = bytes.get(8 + header_len..).unwrap_or_default();
+    let meta = header.metadata().as_ref().ok_or_else(|| {
+        OptimError::Checkpoint(
+            "no `__metadata__`: a safetensors file, but not an optimizer checkpoint".into(),
+        )
+    })?;
+    let entry = |key: &str| {
+        meta.get(key)
+            .map(String::as_str)
+            .ok_or_else(|| OptimError::Checkpoint(format!("metadata entry `{key}` is missing")))
+    };
+    let format = meta.get("format").map(String::as_str);
+    if format != Some(CHECKPOINT_FORMAT) {
+        return Err(OptimError::Checkpoint(format!(
+            "metadata `format` is {}, expected `{CHECKPOINT_FORMAT}`: not an optimizer \
+             checkpoint",
+            format.map_or("missing".to_string(), |f| format!("`{f}`"))
+        )));
+    }
+    let version_text = entry("format_version")?;
+    let version: u32 = version_text.parse().map_err(|_| {
+        OptimError::Checkpoint(format!(
+            "metadata `format_version` is `{version_text}`, not a version number"
+        ))
+    })?;
+    if version != STATE_FORMAT_VERSION {
+        return Err(OptimError::VersionMismatch {
+            saved: version,
+            supported: STATE_FORMAT_VERSION,
+        });
+    }
+    let optimizer = entry("optimizer")?;
+    let state_json = entry("state")?;
+    let saved_sum = entry("checksum")?;
+
+    // The tensors the file holds, by name.
+    let mut stored = HashMap::new();
+    for (name, info) in header.tensors() {
+        let (start, end) = info.data_offsets;
+        let Some(data) = data.get(start..end) else {
+            return Err(OptimError::Checkpoint(format!(
+                "tensor `{name}` lies outside the file"
+            )));
+        };
+        let view = Stored {
+            dtype: info.dtype,
+            shape: &info.shape,
+            data,
+        };
+        stored.insert(name, view);
+    }
+    let json: Value = serde_json::from_str(state_json)
+        .map_err(|e| OptimError::Checkpoint(format!("metadata `state` is not JSON: {e}")))?;
+    let mut used = Used::default();
+    let state = decode_level(&json, "state", "", version, &stored, &mut used)?;
+    let mut extra: Vec<&str> = stored
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !used.set.contains(*k))
+        .collect();
+    extra.sort_unstable();
+    if let Some(first) = extra.first() {
+        return Err(OptimError::Checkpoint(format!(
+            "tensor `{first}` is in the file but not described by its metadata{}",
+            if extra.len() > 1 {
+                format!(" ({} such tensors)", extra.len())
+            } else {
+                String::new()
+            }
+        )));
+    }
+    let sum = checksum(
+        version_text,
+        optimizer,
+        state_json,
+        used.order.iter().map(|key| {
+            let v = &stored[key];
+            (key.as_str(), v.dtype, v.shape, v.data)
+        }),
+    );
+    if sum != saved_sum {
+        return Err(OptimError::Checkpoint(format!(
+            "checksum mismatch (stored {saved_sum}, computed {sum}): the file is corrupt"
+        )));
+    }
+    if state.optimizer != optimizer {
+        return Err(OptimError::Checkpoint(format!(
+            "metadata `optimizer` is `{optimizer}`, but its state is for `{}`",
+            state.optimizer
+        )));
+    }
+    Ok(state)
+}
+
+/// Tensor names described so far, in order.
+#[derive(Default)]
+struct Used {
+    order: Vec<String>,
+    set: HashSet<String>,
+}
+
+/// A tensor as stored in the file.
+struct Stored<'a> {
+    dtype: Dtype,
+    shape: &'a [usize],
+    data: &'a [u8],
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing
+
+/// One tensor ready for safetensors: little-endian bytes.
+struct Tensor<'a> {
+    dtype: Dtype,
+    shape: &'a [usize],
+    bytes: Vec<u8>,
+}
+
+fn tensor_key(prefix: &str, param: &str, state: &str) -> String {
+    format!("{prefix}param/{param}/{state}")
+}
+
+/// The JSON of one level (a wrapper's inner state is a nested level), collecting its
+/// tensors under `prefix`.
+fn encode_level<'a>(
+    state: &'a OptimizerState,
+    prefix: &str,
+    version: u32,
+    tensors: &mut Vec<(String, Tensor<'a>)>,
+) -> Result<Value> {
+    if state.format_version != version {
+        return Err(OptimError::Checkpoint(format!(
+            "the wrapped state has format version {}, its wrapper {version}",
+            state.format_version
+        )));
+    }
+    let mut params = Vec::with_capacity(state.params.len());
+    for p in &state.params {
+        let mut names = Vec::with_capacity(p.tensors.len());
+        for t in &p.tensors {
+            let key = tensor_key(prefix, &p.param, &t.name);
+            let expected = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if expected != Some(t.data.len()) {
+                return Err(OptimError::Checkpoint(format!(
+                    "`{}`: state tensor `{}` has {} values for shape {:?}",
+                    p.param,
+                    t.name,
+                    t.data.len(),
+                    t.shape
+                )));
+            }
+            let (dtype, bytes) = match &t.data {
+                TensorData::F32(v) => {
+                    (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                }
+                TensorData::F64(v) => {
+                    (Dtype::F64, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                }
+            };
+            tensors.push((
+                key,
+                Tensor {
+                    dtype,
+                    shape: &t.shape,
+                    bytes,
+                },
+            ));
+            names.push(Value::String(t.name.clone()));
+        }
+        params.push(json!({
+            "name": p.param,
+            "step": p.step,
+            "tensors": names,
+            "scalars": p.scalars.iter().map(|(n, x)| json!([n, float(*x)])).collect::<Vec<_>>(),
+        }));
+    }
+    let inner = match &state.inner {
+        Some(inner) => encode_level(inner, &format!("{prefix}inner/"), version, tensors)?,
+        None => Value::Null,
+    };
+    Ok(json!({
+        "optimizer": state.optimizer,
+        "hyper": state.hyper.iter().map(|(n, v)| json!([n, hyper(*v)])).collect::<Vec<_>>(),
+        "groups": state.groups.iter().map(|g| json!({
+            "selector": match &g.selector {
+                Selector::Names(n) => json!({"names": n}),
+                Selector::NameContains(n) => json!({"name_contains": n}),
+            },
+            "overrides": g.overrides.iter().map(|(n, v)| json!([n, hyper(*v)])).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "step": state.step,
+        "params": params,
+        "inner": inner,
+    }))
+}
+
+/// A float that reads back bit for bit: a JSON number, or `"inf"`, `"-inf"`, `"nan"`.
+fn float(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else if x.is_nan() {
+        json!("nan")
+    } else if x > 0.0 {
+        json!("inf")
+    } else {
+        json!("-inf")
+    }
+}
+
+fn hyper(v: HyperValue) -> Value {
+    match v {
+        HyperValue::Float(x) => float(x),
+        HyperValue::Bool(b) => json!(b),
+        HyperValue::Int(i) => json!(i),
+    }
+}
+
+/// CRC-32 of the metadata and of every tensor (name, dtype, shape, bytes), each
+/// length-prefixed, as `crc32:xxxxxxxx`.
+fn checksum<'a>(
+    version: &str,
+    optimizer: &str,
+    state: &str,
+    tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>,
+) -> String {
+    let mut h = crc32fast::Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(CHECKPOINT_FORMAT.as_bytes());
+    field(version.as_bytes());
+    field(optimizer.as_bytes());
+    field(state.as_bytes());
+    for (key, dtype, shape, data) in tensors {
+        field(key.as_bytes());
+        field(dtype.to_string().as_bytes());
+        let dims: Vec<u8> = shape
+            .iter()
+            .flat_map(|&d| (d as u64).to_le_bytes())
+            .collect();
+        field(&dims);
+        field(data);
+    }
+    format!("crc32:{:08x}", h.finalize())
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading
+
+/// A metadata error at `path` (`state.params[2].step`).
+fn bad(path: &str, what: &str) -> OptimError {
+    OptimError::Checkpoint(format!("metadata `{path}`: {what}"))
+}
+
+/// The fields of a JSON object, exactly `keys` (none missing, none extra).
+fn object<'v>(v: &'v Value, path: &str, keys: &[&str]) -> Result<&'v Map<String, Value>> {
+    let map = v
+        .as_object()
+        .ok_or_else(|| bad(path, "expected an object"))?;
+    if let Some(k) = keys.iter().find(|k| !map.contains_key(**k)) {
+        return Err(bad(path, &format!("field `{k}` is missing")));
+    }
+    if let Some(k) = map.keys().find(|k| !keys.contains(&k.as_str())) {
+        return Err(bad(path, &format!("unknown field `{k}`")));
+    }
+    Ok(map)
+}
+
+fn array<'v>(v: &'v Value, path: &str) -> Result<&'v Vec<Value>> {
+    v.as_array().ok_or_else(|| bad(path, "expected a list"))
+}
+
+fn string<'v>(v: &'v Value, path: &str) -> Result<&'v str> {
+    v.as_str().ok_or_else(|| bad(path, "expected a string"))
+}
+
+fn count(v: &Value, path: &str) -> Result<u64> {
+    v.as_u64()
+        .ok_or_else(|| bad(path, "expected a non-negative integer"))
+}
+
+fn read_float(v: &Value, path: &str) -> Result<f64> {
+    match v {
+        Value::Number(n) => n.as_f64().ok_or_else(|| bad(path, "not a float")),
+        Value::String(s) if s == "inf" => Ok(f64::INFINITY),
+        Value::String(s) if s == "-inf" => Ok(f64::NEG_INFINITY),
+        Value::String(s) if s == "nan" => Ok(f64::NAN),
+        _ => Err(bad(
+            path,
+            "expected a number (or \"inf\", \"-inf\", \"nan\")",
+        )),
+    }
+}
+
+fn read_hyper(v: &Value, path: &str) -> Result<HyperValue> {
+    match v {
+        Value::Bool(b) => Ok(HyperValue::Bool(*b)),
+        Value::Number(n) if n.is_f64() => Ok(HyperValue::Float(read_float(v, path)?)),
+        Value::Number(n) => n
+            .as_i64()
+            .map(HyperValue::Int)
+            .ok_or_else(|| bad(path, "integer out of range")),
+        Value::String(_) => Ok(HyperValue::Float(read_float(v, path)?)),
+        _ => Err(bad(path, "expected a number or a bool")),
+    }
+}
+
+/// `[["name", value], ...]`, read by `f`.
+fn pairs<X>(
+    v: &Value,
+    path: &str,
+    f: impl Fn(&Value, &str) -> Result<X>,
+) -> Result<Vec<(String, X)>> {
+    array(v, path)?
+        .iter()
+        .enumerate()
+        .map(|(i, pair)| {
+            let path = format!("{path}[{i}]");
+            match pair.as_array().map(Vec::as_slice) {
+                Some([name, value]) => Ok((
+                    string(name, &format!("{path}[0]"))?.to_string(),
+                    f(value, &format!("{path}[1]"))?,
+                )),
+                _ => Err(bad(&path, "expected a [name, value] pair")),
+            }
+        })
+        .collect()
+}
+
+fn strings(v: &Value, path: &str) -> Result<Vec<String>> {
+    array(v, path)?
+        .iter()
+        .enumerate()
+        .map(|(i, s)| string(s, &format!("{path}[{i}]")).map(str::to_string))
+        .collect()
+}
+
+/// One level of the state JSON, with the tensors it names taken from `views` (their
+/// names added to `used`).
+fn decode_level(
+    v: &Value,
+    path: &str,
+    prefix: &str,
+    version: u32,
+    stored: &HashMap<String, Stored<'_>>,
+    used: &mut Used,
+) -> Result<OptimizerState> {
+    let m = object(
+        v,
+        path,
+        &["optimizer", "hyper", "groups", "step", "params", "inner"],
+    )?;
+    let optimizer = string(&m["optimizer"], &format!("{path}.optimizer"))?.to_string();
+    let hyper = pairs(&m["hyper"], &format!("{path}.hyper"), read_hyper)?;
+    let groups = array(&m["groups"], &format!("{path}.groups"))?
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let path = format!("{path}.groups[{i}]");
+            let gm = object(g, &path, &["selector", "overrides"])?;
+            let spath = format!("{path}.selector");
+            let sel = gm["selector"]
+                .as_object()
+                .ok_or_else(|| bad(&spath, "expected an object"))?;
+            let selector = match (sel.len(), sel.get("names"), sel.get("name_contains")) {
+                (1, Some(n), None) => Selector::Names(strings(n, &format!("{spath}.names"))?),
+                (1, None, Some(n)) => {
+                    Selector::NameContains(strings(n, &format!("{spath}.name_contains"))?)
+                }
+                _ => {
+                    return Err(bad(
+                        &spath,
+                        "expected {\"names\": [...]} or {\"name_contains\": [...]}",
+                    ))
+                }
+            };
+            Ok(GroupState {
+                selector,
+                overrides: pairs(&gm["overrides"], &format!("{path}.overrides"), read_hyper)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let step = count(&m["step"], &format!("{path}.step"))?;
+    let mut params = Vec::new();
+    for (i, p) in array(&m["params"], &format!("{path}.params"))?
+        .iter()
+        .enumerate()
+    {
+        let ppath = format!("{path}.params[{i}]");
+        let pm = object(p, &ppath, &["name", "step", "tensors", "scalars"])?;
+        let name = string(&pm["name"], &format!("{ppath}.name"))?.to_string();
+        let mut tensors = Vec::new();
+        for tname in strings(&pm["tensors"], &format!("{ppath}.tensors"))? {
+            let key = tensor_key(prefix, &name, &tname);
+            let view = stored.get(&key).ok_or_else(|| {
+                OptimError::Checkpoint(format!(
+                    "tensor `{key}` (state `{tname}` of parameter `{name}`) is missing \
+                     from the file"
+                ))
+            })?;
+            if !used.set.insert(key.clone()) {
+                return Err(OptimError::Checkpoint(format!(
+                    "tensor `{key}` is described twice"
+                )));
+            }
+            tensors.push(TensorState {
+                name: tname,
+                shape: view.shape.to_vec(),
+                data: tensor_data(&key, view.dtype, view.data)?,
+            });
+            used.order.push(key);
+        }
+        params.push(ParamState {
+            step: count(&pm["step"], &format!("{ppath}.step"))?,
+            scalars: pairs(&pm["scalars"], &format!("{ppath}.scalars"), read_float)?,
+            param: name,
+            tensors,
+        });
+    }
+    let inner = match &m["inner"] {
+        Value::Null => None,
+        inner => Some(Box::new(decode_level(
+            inner,
+            &format!("{path}.inner"),
+            &format!("{prefix}inner/"),
+            version,
+            stored,
+            used,
+        )?)),
+    };
+    Ok(OptimizerState {
+        format_version: version,
+        optimizer,
+        hyper,
+        groups,
+        step,
+        params,
+        inner,
+    })
+}
+
+/// Little-endian bytes of an `F32` or `F64` tensor (length already checked against the
+/// shape by safetensors).
+fn tensor_data(key: &str, dtype: Dtype, bytes: &[u8]) -> Result<TensorData> {
+    match dtype {
+        Dtype::F32 => Ok(TensorData::F32(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        )),
+        Dtype::F64 => Ok(TensorData::F64(
+            bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+        )),
+        other => Err(OptimError::Checkpoint(format!(
+            "tensor `{key}` has dtype {other}; optimizer state is {} or {}",
+            DType::F32.name().to_uppercase(),
+            DType::F64.name().to_uppercase()
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Atomic write
+
+/// Writes `bytes` to a fresh temporary file next to `path`, syncs it, and renames it over
+/// `path`; removes the temporary file on any error. `fail_after` (tests) simulates a crash
+/// after that many bytes.
+fn write_atomic(path: &Path, bytes: &[u8], fail_after: Option<usize>) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let err = |what: &str, e: std::io::Error| {
+        OptimError::Checkpoint(format!("cannot write `{}`: {what}: {e}", path.display()))
+    };
+    let file_name = path.file_name().ok_or_else(|| {
+        OptimError::Checkpoint(format!("`{}` is not a file path", path.display()))
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| err("cannot create a temporary file beside it", e))?;
+    let written = (|| {
+        match fail_after {
+            Some(n) => {
+                file.write_all(&bytes[..n.min(bytes.len())])
+                    .map_err(|e| err("write", e))?;
+                return Err(err(
+                    "write",
+                    std::io::Error::other("simulated failure mid-write"),
+                ));
+            }
+            None => file.write_all(bytes).map_err(|e| err("write", e))?,
+        }
+        file.flush().map_err(|e| err("flush", e))?;
+        file.sync_all().map_err(|e| err("sync", e))?;
+        std::fs::rename(&tmp, path).map_err(|e| err("rename", e))
+    })();
+    drop(file);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Make the rename itself durable (best effort: not every platform can sync a
+    // directory).
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("optim-ckpt-unit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_previous_file_and_no_temporary() {
+        let dir = tmp_dir("atomic");
+        let path = dir.join("ckpt.safetensors");
+        write_atomic(&path, b"previous checkpoint", None).unwrap();
+        for n in [0, 3, 1000] {
+            let err = write_atomic(&path, b"new checkpoint, longer than before", Some(n))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("simulated failure mid-write"), "{err}");
+            assert_eq!(std::fs::read(&path).unwrap(), b"previous checkpoint");
+            let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+            assert_eq!(left.len(), 1, "temporary file left behind: {left:?}");
+        }
+        write_atomic(&path, b"new", None).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn floats_round_trip_bit_for_bit() {
+        for x in [
+            0.0,
+            -0.0,
+            1.0,
+            0.1,
+            1e-308,
+            f64::MIN_POSITIVE / 3.0,
+            f64::MAX,
+            f64::MIN,
+            f64::EPSILON,
+            1.0 / 3.0,
+            0.999_999_999_999_999_9,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            let text = float(x).to_string();
+            let back = read_float(&serde_json::from_str(&text).unwrap(), "x").unwrap();
+            assert_eq!(back.to_bits(), x.to_bits(), "{x:e} written as {text}");
+            let h = read_hyper(
+                &serde_json::from_str(&hyper(HyperValue::Float(x)).to_string()).unwrap(),
+                "x",
+            )
+            .unwrap();
+            assert_eq!(h.as_f64().map(f64::to_bits), Some(x.to_bits()));
+            assert!(matches!(h, HyperValue::Float(_)), "{x} read back as {h:?}");
+        }
+        assert!(read_float(&float(f64::NAN), "x").unwrap().is_nan());
+        assert_eq!(
+            read_hyper(&hyper(HyperValue::Int(-3)), "x").unwrap(),
+            HyperValue::Int(-3)
+        );
+    }
+}

@@ -284,7 +284,9 @@ impl Case {
                 }
                 for (index, (g, w)) in got.iter().zip(want).enumerate() {
                     let g = Scalar::to_f64(*g);
-                    if !((g - w).abs() <= self.abs + self.rel * w.abs()) {
+                    // Written so that NaN fails: NaN compares false.
+                    let within = (g - w).abs() <= self.abs + self.rel * w.abs();
+                    if !within {
                         return Err(Failure::Mismatch {
                             step: i + 1,
                             param: name.clone(),

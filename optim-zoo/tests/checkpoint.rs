@@ -48,7 +48,7 @@ fn grads<T: Scalar>(s: u64) -> Grads<T> {
         .with("fc.weight", wiggly::<T>(200 + s, &[3, 4]))
         .with("LayerNorm.weight", wiggly::<T>(300 + s, &[4]));
     g.insert_rows("emb", vec![(s as usize) % 6, 4, (s as usize) % 6], rows);
-    if s % 2 == 0 {
+    if s.is_multiple_of(2) {
         g.insert("fc.bias", wiggly::<T>(400 + s, &[4]));
     }
     g

@@ -4,7 +4,7 @@
 
 use crate::errors::{did_you_mean, Ctxt};
 use crate::model::*;
-use crate::parse::{ArgDecl, HyperDecl, Role, Settings, SignedLit};
+use crate::parse::{Args, HyperDecl, Role, Settings, SignedLit};
 use proc_macro2::{Ident, Span};
 use quote::ToTokens;
 use syn::spanned::Spanned;
@@ -13,16 +13,27 @@ use syn::Lit;
 /// Names the runtime reserves.
 const RESERVED: [&str; 2] = ["t", "maximize"];
 
+/// Methods the generated type has besides one setter per hyperparameter: a
+/// hyperparameter of one of these names would clash with them.
+const METHODS: [&str; 3] = ["build", "wrap", "default"];
+
 /// Builds the model from the parsed pieces, recording every error in `cx`.
+///
+/// `broken` names were declared but malformed (already reported): their uses are
+/// accepted silently so one mistake gives one error.
 pub fn model(
     cx: &mut Ctxt,
     hyper_decls: Vec<HyperDecl>,
     func: &syn::ItemFn,
-    args: Vec<ArgDecl>,
+    args: Args,
     settings: Settings,
+    broken: Vec<Ident>,
 ) -> Option<Model> {
-    let mut names: Vec<Ident> = Vec::new();
-    let mut declare = |cx: &mut Ctxt, ident: &Ident| {
+    let mut broken: Vec<String> = broken.iter().map(ToString::to_string).collect();
+    // Declared names and what they are, for duplicate checks.
+    let mut names: Vec<(String, &'static str)> = Vec::new();
+    // Records a declaration; `false` (after reporting) if the name cannot be used.
+    let mut declare = |cx: &mut Ctxt, ident: &Ident, what: &'static str| -> bool {
         let s = ident.to_string();
         if RESERVED.contains(&s.as_str()) {
             let why = if s == "t" {
@@ -34,32 +45,58 @@ pub fn model(
                 ident,
                 format!("`{s}` is reserved: {why}; choose another name"),
             );
+            false
         } else if s.starts_with("__") {
             cx.spanned(
                 ident,
-                "names starting with `__` are reserved for generated code",
+                "names starting with `__` are reserved for generated code; choose another name",
             );
-        } else if names.iter().any(|n| *n == s) {
-            cx.spanned(ident, format!("`{s}` is declared twice; every hyperparameter, argument and state needs its own name"));
+            false
+        } else if what == "a hyperparameter" && METHODS.contains(&s.as_str()) {
+            cx.spanned(
+                ident,
+                format!("`{s}` cannot name a hyperparameter: the generated type has a method `{s}` already; choose another name"),
+            );
+            false
+        } else if let Some((_, first)) = names.iter().find(|(n, _)| *n == s) {
+            cx.spanned(ident, format!("`{s}` is already declared as {first}; every hyperparameter, argument and state needs its own name"));
+            false
         } else {
-            names.push(ident.clone());
+            names.push((s, what));
+            true
         }
     };
 
     let mut hypers = Vec::new();
     for decl in hyper_decls {
-        declare(cx, &decl.name);
-        if let Some(h) = hyper(cx, decl) {
-            hypers.push(h);
+        if !declare(cx, &decl.name, "a hyperparameter") {
+            broken.push(decl.name.to_string());
+            continue;
+        }
+        let name = decl.name.to_string();
+        match hyper(cx, decl) {
+            Ok(h) | Err(Some(h)) => hypers.push(h),
+            Err(None) => broken.push(name),
         }
     }
+    let mut args_read = args.all_read;
 
     let mut param = None;
     let mut grad = None;
     let mut state_args = Vec::new();
     let mut scalar_args = Vec::new();
-    for arg in args {
-        declare(cx, &arg.name);
+    for arg in args.decls {
+        let what = match arg.role {
+            Role::Param => "the parameter",
+            Role::Grad => "the gradient",
+            Role::State => "a state",
+            Role::ScalarState => "a scalar state",
+        };
+        if !declare(cx, &arg.name, what) {
+            broken.push(arg.name.to_string());
+            args_read = false;
+            continue;
+        }
         match arg.role {
             Role::Param | Role::Grad => {
                 let slot = if arg.role == Role::Param {
@@ -68,10 +105,11 @@ pub fn model(
                     &mut grad
                 };
                 if let Some(attr) = arg.when.as_ref().or(arg.init.as_ref()) {
-                    cx.spanned(attr, "only states take `#[when]` or `#[init]`");
+                    cx.spanned(attr, "only states take `#[when]` or `#[init]`; remove it");
                 }
                 if slot.is_some() {
                     cx.spanned(&arg.name, format!("a second `{:?}` argument; an optimizer steps one parameter with one gradient", arg.role));
+                    broken.push(arg.name.to_string());
                 } else {
                     *slot = Some(arg.name);
                 }
@@ -81,10 +119,12 @@ pub fn model(
         }
     }
     let Some(param) = param else {
-        cx.spanned(
-            &func.sig,
-            "no parameter: declare one argument `w: Param` (and `g: Grad` for the gradient)",
-        );
+        if args_read {
+            cx.spanned(
+                &func.sig,
+                "no parameter: declare one argument `w: Param` (and `g: Grad` for the gradient)",
+            );
+        }
         return None;
     };
     let maximize = grad.as_ref().map(|_| {
@@ -99,8 +139,12 @@ pub fn model(
         hypers.len() - 1
     });
 
-    let fn_name = func.sig.ident.to_string();
+    let fn_name = syn::ext::IdentExt::unraw(&func.sig.ident).to_string();
     let mut lower = Lower {
+        broken,
+        incomplete: false,
+        when_reported: vec![false; state_args.len()],
+        poisoned_locals: Vec::new(),
         cx,
         hypers: &hypers,
         param: param.clone(),
@@ -153,7 +197,9 @@ pub fn model(
 
     let body = lower.block_stmts(&func.block.stmts);
 
-    if !lower.assigned_param {
+    // Part of the body could not be read: it may hold the updates, so don't guess.
+    let incomplete = lower.incomplete;
+    if !lower.assigned_param && !incomplete {
         let eg = match &grad {
             Some(g) => format!("`{param} -= lr * {g};`"),
             None => format!("`{param} = ...;`"),
@@ -164,7 +210,7 @@ pub fn model(
         );
     }
     for (i, s) in states.iter().enumerate() {
-        if !lower.assigned_states[i] {
+        if !lower.assigned_states[i] && !incomplete {
             lower.cx.spanned(
                 &s.name,
                 format!("state `{0}` is never updated; assign it in the body (e.g. `{0} = beta * {0} + (1.0 - beta) * g;`) or remove it", s.name),
@@ -172,7 +218,7 @@ pub fn model(
         }
     }
     for (i, s) in scalars.iter().enumerate() {
-        if !lower.assigned_scalars[i] {
+        if !lower.assigned_scalars[i] && !incomplete {
             lower.cx.spanned(
                 &s.name,
                 format!(
@@ -184,10 +230,16 @@ pub fn model(
     }
     let conds = lower.conds.into_iter().map(|(_, e)| e).collect();
 
-    let (name, type_name) = match settings.name {
-        Some((n, _)) => (n, camel(&fn_name)),
-        None => (fn_name.clone(), camel(&fn_name)),
+    let type_name = camel(&fn_name);
+    let Ok(type_ident) = syn::parse_str::<Ident>(&type_name) else {
+        cx.spanned(
+            &func.sig.ident,
+            format!("cannot make a type name from `{fn_name}` (`{type_name}` is not a valid type name); rename the fn: `my_adam` gives the type `MyAdam`"),
+        );
+        return None;
     };
+    let type_ident = Ident::new(&type_ident.to_string(), func.sig.ident.span());
+    let name = settings.name.map_or(fn_name, |(n, _)| n);
     let source = func
         .block
         .span()
@@ -196,7 +248,7 @@ pub fn model(
     Some(Model {
         vis: func.vis.clone(),
         name,
-        type_name: Ident::new(&type_name, func.sig.ident.span()),
+        type_name: type_ident,
         doc: settings.docs,
         source,
         hypers,
@@ -223,6 +275,16 @@ fn camel(snake: &str) -> String {
         .collect()
 }
 
+/// The value of an expression already reported as wrong: accepted everywhere without
+/// further errors. (No expression written in the equations is a NaN literal.)
+fn poison() -> Expr {
+    float(f64::NAN)
+}
+
+fn is_poison(x: &Expr) -> bool {
+    matches!(x.kind, ExprKind::Float(v) if v.is_nan())
+}
+
 fn float(x: f64) -> Expr {
     Expr {
         kind: ExprKind::Float(x),
@@ -238,8 +300,23 @@ fn is_ident(e: &syn::Expr, name: &Ident) -> bool {
 /// The value of a literal, negated if written with a minus.
 fn lit_value(cx: &mut Ctxt, l: &SignedLit) -> Option<Value> {
     let v = match &l.lit {
-        Lit::Float(f) => Value::Float(f.base10_parse::<f64>().ok()?),
-        Lit::Int(i) => Value::Int(i.base10_parse::<i64>().ok()?),
+        Lit::Float(f) => match f.base10_parse::<f64>() {
+            Ok(x) => Value::Float(x),
+            Err(e) => {
+                cx.spanned(f, e);
+                return None;
+            }
+        },
+        Lit::Int(i) => match i.base10_parse::<i64>() {
+            Ok(x) => Value::Int(x),
+            Err(_) => {
+                cx.spanned(
+                    i,
+                    "this integer does not fit in an `i64`; write it as a float, such as `1e20`",
+                );
+                return None;
+            }
+        },
         Lit::Bool(b) => Value::Bool(b.value),
         other => {
             cx.spanned(other, "expected a number or `true`/`false`");
@@ -251,27 +328,35 @@ fn lit_value(cx: &mut Ctxt, l: &SignedLit) -> Option<Value> {
         (true, Value::Float(x)) => Value::Float(-x),
         (true, Value::Int(i)) => Value::Int(-i),
         (true, Value::Bool(_)) => {
-            cx.at(l.span, "`-` before a bool");
+            cx.at(
+                l.span,
+                "a bool cannot be negated here; write `true` or `false`",
+            );
             return None;
         }
     })
 }
 
-fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Option<Hyper> {
-    let default = lit_value(cx, &d.default)?;
-    let written_kind = match default {
-        Value::Float(_) => HyperKind::Float,
-        Value::Bool(_) => HyperKind::Bool,
-        Value::Int(_) => HyperKind::Int,
-    };
-    let kind = match &d.ty {
-        None => written_kind,
+fn kind_text(k: HyperKind) -> &'static str {
+    match k {
+        HyperKind::Float => "a float",
+        HyperKind::Bool => "a bool",
+        HyperKind::Int => "an integer",
+    }
+}
+
+/// A hyperparameter from its declaration. `Err(Some(h))`: an error was reported but `h`
+/// (its kind known, its default a stand-in) lets the rest of the definition be checked;
+/// `Err(None)`: nothing usable.
+fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Result<Hyper, Option<Hyper>> {
+    let declared = match &d.ty {
+        None => None,
         Some(ty) => {
             let t = ty.to_token_stream().to_string();
             match t.as_str() {
-                "f64" | "f32" => HyperKind::Float,
-                "bool" => HyperKind::Bool,
-                "i64" | "i32" | "u32" | "u64" | "usize" => HyperKind::Int,
+                "f64" | "f32" => Some(HyperKind::Float),
+                "bool" => Some(HyperKind::Bool),
+                "i64" | "i32" | "u32" | "u64" | "usize" => Some(HyperKind::Int),
                 _ => {
                     cx.spanned(
                         ty,
@@ -279,11 +364,49 @@ fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Option<Hyper> {
                             "unsupported hyperparameter type `{t}`; use `f64`, `bool` or `i64`"
                         ),
                     );
-                    return None;
+                    return Err(None);
                 }
             }
         }
     };
+    let doc = d
+        .docs
+        .iter()
+        .filter_map(|a| match &a.meta {
+            syn::Meta::NameValue(nv) if nv.path.is_ident("doc") => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Some(s.value().trim().to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    // What the rest of the definition sees if this declaration is wrong.
+    let stand_in = |kind: HyperKind| {
+        Some(Hyper {
+            name: d.name.clone(),
+            kind,
+            default: match kind {
+                HyperKind::Float => Value::Float(0.0),
+                HyperKind::Bool => Value::Bool(false),
+                HyperKind::Int => Value::Int(0),
+            },
+            lo: Bound::Unbounded,
+            hi: Bound::Unbounded,
+            doc: String::new(),
+        })
+    };
+    let Some(default) = lit_value(cx, &d.default) else {
+        return Err(declared.and_then(stand_in));
+    };
+    let written_kind = match default {
+        Value::Float(_) => HyperKind::Float,
+        Value::Bool(_) => HyperKind::Bool,
+        Value::Int(_) => HyperKind::Int,
+    };
+    let kind = declared.unwrap_or(written_kind);
     let default = match (kind, default) {
         (HyperKind::Float, Value::Int(i)) => Value::Float(i as f64),
         (k, v) if k == written_kind => v,
@@ -295,9 +418,13 @@ fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Option<Hyper> {
             };
             cx.at(
                 d.default.span,
-                format!("the default of `{}` has the wrong type: `{}` is declared {:?}, so the default must be {want}", d.name, d.name, k).replace("Float", "a float").replace("Bool", "a bool").replace("Int", "an integer"),
+                format!(
+                    "the default of `{0}` has the wrong type: `{0}` is declared {1}, so the default must be {want}",
+                    d.name,
+                    kind_text(k)
+                ),
             );
-            return None;
+            return Err(stand_in(kind));
         }
     };
     let (mut lo, mut hi) = (Bound::Unbounded, Bound::Unbounded);
@@ -305,9 +432,12 @@ fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Option<Hyper> {
         if kind == HyperKind::Bool {
             cx.at(
                 r.span,
-                format!("`{}` is a bool; a bool takes no range", d.name),
+                format!(
+                    "`{}` is a bool; a bool takes no range: remove `in ...`",
+                    d.name
+                ),
             );
-            return None;
+            return Err(stand_in(kind));
         }
         let bound = |cx: &mut Ctxt, l: &SignedLit| -> Option<f64> {
             match lit_value(cx, l)? {
@@ -320,9 +450,9 @@ fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Option<Hyper> {
                             "range bounds of `{}` must be {}",
                             d.name,
                             if kind == HyperKind::Int {
-                                "integers"
+                                "integers, such as `1..`"
                             } else {
-                                "numbers"
+                                "numbers, such as `0.0..1.0`"
                             }
                         ),
                     );
@@ -331,15 +461,37 @@ fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Option<Hyper> {
             }
         };
         if let Some(l) = &r.lo {
-            lo = Bound::Inclusive(bound(cx, l)?);
+            match bound(cx, l) {
+                Some(x) => lo = Bound::Inclusive(x),
+                None => return Err(stand_in(kind)),
+            }
         }
         if let Some(h) = &r.hi {
-            let x = bound(cx, h)?;
+            let Some(x) = bound(cx, h) else {
+                return Err(stand_in(kind));
+            };
             hi = if r.inclusive_hi {
                 Bound::Inclusive(x)
             } else {
                 Bound::Exclusive(x)
             };
+        }
+        if let (Bound::Inclusive(l), Bound::Inclusive(h) | Bound::Exclusive(h)) = (lo, hi) {
+            let empty = match hi {
+                Bound::Inclusive(_) => l > h,
+                _ => l >= h,
+            };
+            if empty || l.is_nan() || h.is_nan() {
+                cx.at(
+                    r.span,
+                    format!(
+                        "the range {} of `{}` is empty; write the lower bound first, as in `0.0..1.0`",
+                        show_range(lo, hi),
+                        d.name
+                    ),
+                );
+                return Err(stand_in(kind));
+            }
         }
     }
     let x = match default {
@@ -366,24 +518,10 @@ fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Option<Hyper> {
                     show_range(lo, hi)
                 ),
             );
-            return None;
+            return Err(stand_in(kind));
         }
     }
-    let doc = d
-        .docs
-        .iter()
-        .filter_map(|a| match &a.meta {
-            syn::Meta::NameValue(nv) if nv.path.is_ident("doc") => match &nv.value {
-                syn::Expr::Lit(syn::ExprLit {
-                    lit: Lit::Str(s), ..
-                }) => Some(s.value().trim().to_string()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    Some(Hyper {
+    Ok(Hyper {
         name: d.name,
         kind,
         default,
@@ -411,6 +549,14 @@ pub fn show_range(lo: Bound, hi: Bound) -> String {
 /// Lowering of the body: name resolution, typing, classification.
 struct Lower<'a> {
     cx: &'a mut Ctxt,
+    /// Names declared but malformed (already reported): uses are accepted silently.
+    broken: Vec<String>,
+    /// Whether some statement could not be read (its assignments are unknown).
+    incomplete: bool,
+    /// Per state: whether its use outside its option was reported already.
+    when_reported: Vec<bool>,
+    /// Locals whose value is an error: uses are accepted silently.
+    poisoned_locals: Vec<usize>,
     hypers: &'a [Hyper],
     param: Ident,
     grad: Option<Ident>,
@@ -457,12 +603,21 @@ fn conjunct_keys(e: &syn::Expr, out: &mut Vec<String>) {
 impl Lower<'_> {
     fn err(&mut self, tokens: impl ToTokens, msg: impl std::fmt::Display) -> Expr {
         self.cx.spanned(tokens, msg);
-        float(0.0)
+        poison()
+    }
+
+    /// Reports syntax the language does not have; what it contained is unknown.
+    fn unsupported(&mut self, e: &syn::Expr) -> Expr {
+        self.incomplete = true;
+        self.err(e, unsupported(e))
     }
 
     /// A `#[when(...)]` condition: a per-construction boolean.
     fn when_cond(&mut self, e: &syn::Expr) -> Option<usize> {
         let x = self.expr(e);
+        if is_poison(&x) {
+            return None;
+        }
         if x.ty != Ty::Bool || x.level != Level::Const {
             self.cx.spanned(e, "`#[when(...)]` takes a condition on hyperparameters only, such as `#[when(amsgrad)]` or `#[when(momentum > 0.0)]`");
             return None;
@@ -481,6 +636,9 @@ impl Lower<'_> {
     /// A per-construction float (initial values).
     fn const_value(&mut self, e: &syn::Expr, what: &str) -> Expr {
         let x = self.expr(e);
+        if is_poison(&x) {
+            return x;
+        }
         if x.ty != Ty::Float || x.level != Level::Const {
             let p = &self.param;
             return self.err(e, format!("{what} must be a number computed from hyperparameters and literals, or `{p}` (a copy of the parameter)"));
@@ -488,11 +646,31 @@ impl Lower<'_> {
         x
     }
 
+    fn lookup_local(&self, name: &str) -> Option<usize> {
+        self.scopes
+            .iter()
+            .rev()
+            .find_map(|scope| scope.iter().rev().find(|(n, ..)| n == name))
+            .map(|&(_, id, ..)| id)
+    }
+
+    /// What to say about a name that is not declared.
+    fn not_found(&self, name: &str) -> String {
+        if self.grad.is_none() && (name == "g" || name == "grad") {
+            return format!("cannot find `{name}`: this rule declares no gradient; add `g: Grad` to its arguments to read one");
+        }
+        let names = self.all_names();
+        let hint = did_you_mean(name, names.iter().map(String::as_str));
+        if hint.is_empty() {
+            format!("cannot find `{name}` in this optimizer; declare it as a hyperparameter (`#[optimizer({name} = 0.5)]`), a state (`{name}: State`) or a `let` binding")
+        } else {
+            format!("cannot find `{name}` in this optimizer{hint}")
+        }
+    }
+
     fn lookup(&self, name: &str) -> Option<Var> {
-        for scope in self.scopes.iter().rev() {
-            if let Some((_, id, _, _)) = scope.iter().rev().find(|(n, ..)| n == name) {
-                return Some(Var::Local(*id));
-            }
+        if let Some(id) = self.lookup_local(name) {
+            return Some(Var::Local(id));
         }
         if name == "t" {
             return Some(Var::Step);
@@ -552,7 +730,9 @@ impl Lower<'_> {
     /// Reports use of an optional state outside its option.
     fn check_when(&mut self, i: usize, tokens: &impl ToTokens) {
         if let Some(key) = &self.state_when[i] {
-            if !self.known.contains(key) {
+            // Once per state: every later use has the same fix.
+            if !self.known.contains(key) && !self.when_reported[i] {
+                self.when_reported[i] = true;
                 let name = &self.states[i];
                 let msg = format!(
                     "state `{name}` exists only when `{key}`; use it inside `if {key} {{ ... }}`"
@@ -570,17 +750,17 @@ impl Lower<'_> {
             );
         };
         let name = ident.to_string();
+        if self.broken.contains(&name) && self.lookup_local(&name).is_none() {
+            return poison();
+        }
         let Some(var) = self.lookup(&name) else {
-            let names = self.all_names();
-            let hint = did_you_mean(&name, names.iter().map(String::as_str));
-            let hint = if hint.is_empty() && self.grad.is_none() && (name == "g" || name == "grad")
-            {
-                "; this rule declares no gradient (add `g: Grad` to read one)".to_string()
-            } else {
-                hint
-            };
-            return self.err(ident, format!("cannot find `{name}` in this optimizer{hint}; names are hyperparameters, `t`, the parameter, the gradient, states and `let` bindings"));
+            return self.err(ident, self.not_found(&name));
         };
+        if let Var::Local(id) = var {
+            if self.poisoned_locals.contains(&id) {
+                return poison();
+            }
+        }
         if let Var::State(i) = var {
             self.check_when(i, ident);
         }
@@ -593,13 +773,15 @@ impl Lower<'_> {
     }
 
     fn expect_ty(&mut self, x: &Expr, ty: Ty, tokens: &impl ToTokens, what: &str) {
-        if x.ty != ty {
-            let msg = match ty {
-                Ty::Float => format!("{what} must be a number, but this is a condition (bool)"),
-                Ty::Bool => format!("{what} must be a condition (bool), but this is a number; compare it, e.g. `x > 0.0`"),
-            };
-            self.cx.spanned(tokens, msg);
+        if x.ty == ty || is_poison(x) {
+            return;
         }
+        let text = tokens.to_token_stream().to_string();
+        let msg = match ty {
+            Ty::Float => format!("{what} must be a number, but `{text}` is a condition (bool); choose a number with `if {text} {{ 1.0 }} else {{ 0.0 }}`"),
+            Ty::Bool => format!("{what} must be a condition (bool), but `{text}` is a number; compare it, as in `{text} > 0.0`"),
+        };
+        self.cx.spanned(tokens, msg);
     }
 
     fn expr(&mut self, e: &syn::Expr) -> Expr {
@@ -684,7 +866,7 @@ impl Lower<'_> {
                     None => self.err(b, "this block needs a value as its last expression"),
                 }
             }
-            other => self.err(other, unsupported(other)),
+            other => self.unsupported(other),
         }
     }
 
@@ -719,6 +901,9 @@ impl Lower<'_> {
         };
         let l = self.expr(&b.left);
         let r = self.expr(&b.right);
+        if is_poison(&l) || is_poison(&r) {
+            return poison();
+        }
         let (operand, result) = match op {
             BinOp::And | BinOp::Or => (Ty::Bool, Ty::Bool),
             BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => {
@@ -744,22 +929,30 @@ impl Lower<'_> {
             return self.err(
                 ident,
                 format!(
-                    "unknown function `{name}`{hint}; the equations can call {}",
+                    "unknown function `{name}`: the equations can call {}{hint}",
                     all.join(", ")
                 ),
             );
         };
         if args.len() != arity {
+            let usage = if arity == 1 {
+                format!("`{name}(x)` or `x.{name}()`")
+            } else {
+                format!("`{name}(x, y)` or `x.{name}(y)`")
+            };
             return self.err(
                 whole,
                 format!(
-                    "`{name}` takes {arity} argument{}, got {}",
+                    "`{name}` takes {arity} argument{}, got {}: write {usage}",
                     if arity == 1 { "" } else { "s" },
                     args.len()
                 ),
             );
         }
         let xs: Vec<Expr> = args.iter().map(|a| self.expr(a)).collect();
+        if xs.iter().any(is_poison) {
+            return poison();
+        }
         for (x, a) in xs.iter().zip(&args) {
             self.expect_ty(x, Ty::Float, a, &format!("the argument of `{name}`"));
         }
@@ -805,7 +998,7 @@ impl Lower<'_> {
         block
     }
 
-    fn else_stmts<'b>(&mut self, i: &'b syn::ExprIf) -> Option<Vec<syn::Stmt>> {
+    fn else_stmts(&mut self, i: &syn::ExprIf) -> Option<Vec<syn::Stmt>> {
         let (_, e) = i.else_branch.as_ref()?;
         Some(match &**e {
             syn::Expr::Block(b) => b.block.stmts.clone(),
@@ -826,8 +1019,14 @@ impl Lower<'_> {
                 "both branches of an `if` used as a value must end with a value",
             );
         };
+        if is_poison(a) || is_poison(b) {
+            return poison();
+        }
         if a.ty != b.ty {
-            return self.err(i, "the two branches of this `if` have different types");
+            return self.err(
+                i,
+                "the two branches of this `if` have different types: one is a number, the other a condition (bool)",
+            );
         }
         let ty = a.ty;
         let cond_level = match &cond {
@@ -858,9 +1057,8 @@ impl Lower<'_> {
 
     fn block_stmts(&mut self, stmts: &[syn::Stmt]) -> Vec<Stmt> {
         let block = self.block(stmts);
-        if let Some(t) = &block.tail {
-            let _ = t;
-            // A trailing value at top level has nowhere to go.
+        // A trailing value at top level has nowhere to go (unless it was reported).
+        if block.tail.as_ref().is_some_and(|t| !is_poison(t)) {
             if let Some(syn::Stmt::Expr(e, None)) = stmts.last() {
                 self.cx.spanned(
                     e,
@@ -885,51 +1083,101 @@ impl Lower<'_> {
                         out.push(st);
                     }
                 }
-                syn::Stmt::Item(item) => self.cx.spanned(item, "items (fn, struct, use, ...) cannot appear in the equations; define helpers outside the optimizer"),
-                syn::Stmt::Macro(m) => self.cx.spanned(m, "macros cannot appear in the equations"),
+                syn::Stmt::Item(item) => {
+                    self.incomplete = true;
+                    self.cx.spanned(item, "items (fn, struct, use, ...) cannot appear in the equations; define helpers outside the optimizer")
+                }
+                syn::Stmt::Macro(m) => {
+                    self.incomplete = true;
+                    self.cx.spanned(m, "macros cannot appear in the equations; write the update with operators and the built-in functions")
+                }
             }
         }
         out
     }
 
     fn let_stmt(&mut self, l: &syn::Local) -> Option<Stmt> {
-        let ident = match &l.pat {
-            syn::Pat::Ident(p)
-                if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() =>
-            {
-                &p.ident
-            }
-            syn::Pat::Ident(p) if p.mutability.is_some() => {
-                self.cx.spanned(p, "`let` bindings are values, not variables: drop `mut` and bind a new name, or declare a state");
-                return None;
+        // The bound name and the type written for it, if any.
+        let (pat, ty) = match &l.pat {
+            syn::Pat::Type(pt) => (&*pt.pat, Some(&*pt.ty)),
+            other => (other, None),
+        };
+        let ident = match pat {
+            syn::Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
+                if let Some(m) = &p.mutability {
+                    self.cx.spanned(m, "`let` bindings are values, not variables: remove `mut` and bind a new name for a new value, or declare a state");
+                }
+                Some(&p.ident)
             }
             other => {
-                self.cx.spanned(other, "expected `let name = value;`");
-                return None;
+                self.cx.spanned(
+                    other,
+                    "expected `let name = value;`: patterns are not part of the equation language",
+                );
+                // Names bound by the pattern are not reported again where they are used.
+                collect_idents(other.to_token_stream(), &mut self.broken);
+                None
             }
         };
-        let Some(init) = &l.init else {
-            self.cx
-                .spanned(l, "a `let` needs a value: `let name = value;`");
-            return None;
-        };
-        if let Some((_, diverge)) = &init.diverge {
+        let written_ty = ty.and_then(|ty| match ty.to_token_stream().to_string().as_str() {
+            "f64" | "f32" => Some(Ty::Float),
+            "bool" => Some(Ty::Bool),
+            other => {
+                self.cx.spanned(ty, format!("unsupported type `{other}`: values are numbers (`f64`) or conditions (`bool`)"));
+                None
+            }
+        });
+        if let Some((_, diverge)) = l.init.as_ref().and_then(|i| i.diverge.as_ref()) {
             self.cx.spanned(
                 diverge,
-                "`let ... else` is not part of the equation language",
+                "`let ... else` is not part of the equation language; remove the `else` branch",
             );
         }
+        let value = match &l.init {
+            Some(init) => self.expr(&init.expr),
+            None => {
+                self.cx
+                    .spanned(l, "a `let` needs a value: `let name = value;`");
+                poison()
+            }
+        };
+        if let Some(ty) = written_ty {
+            let what = format!(
+                "the value of this `let` (declared `{}`)",
+                if ty == Ty::Float { "f64" } else { "bool" }
+            );
+            self.expect_ty(&value, ty, &l.init.as_ref()?.expr, &what);
+        }
+        let ident = ident?;
         let name = ident.to_string();
         if name.starts_with("__") || self.lookup(&name).is_some() {
+            let what = match self.lookup(&name) {
+                Some(Var::Local(_)) => "a `let` binding",
+                Some(Var::Hyper(_)) => "a hyperparameter",
+                Some(Var::Step) => "the step count",
+                Some(Var::Param) => "the parameter",
+                Some(Var::Grad) => "the gradient",
+                Some(Var::State(_) | Var::Scalar(_)) => "a state",
+                None => "reserved for generated code",
+            };
             self.cx.spanned(
                 ident,
-                format!("`{name}` is already declared; choose a new name for this `let`"),
+                format!(
+                    "`{name}` is already {}{what}; choose a new name for this `let`",
+                    if what.starts_with("reserved") {
+                        ""
+                    } else {
+                        "declared as "
+                    }
+                ),
             );
             return None;
         }
-        let value = self.expr(&init.expr);
         let id = self.locals;
         self.locals += 1;
+        if is_poison(&value) {
+            self.poisoned_locals.push(id);
+        }
         if let Some(scope) = self.scopes.last_mut() {
             scope.push((name, id, value.ty, value.level));
         }
@@ -963,11 +1211,12 @@ impl Lower<'_> {
                     .else_stmts(i)
                     .map(|s| self.arm(&i.cond, &cond, false, &s));
                 for b in std::iter::once(&then).chain(otherwise.as_ref()) {
-                    if b.tail.is_some() {
+                    if b.tail.as_ref().is_some_and(|t| !is_poison(t)) {
                         self.cx.spanned(
                             i,
                             "a statement `if` has no value; end each branch's assignments with `;`",
                         );
+                        break;
                     }
                 }
                 Some(Stmt::If {
@@ -977,25 +1226,61 @@ impl Lower<'_> {
                 })
             }
             other => {
-                self.cx.spanned(other, unsupported(other));
+                self.unsupported(other);
                 None
             }
         }
     }
 
     fn assign(&mut self, left: &syn::Expr, op: Option<BinOp>, right: &syn::Expr) -> Option<Stmt> {
+        let target = self.target(left);
+        let value = self.expr(right);
+        let (target, ident) = target?;
+        let name = ident.to_string();
+        self.expect_ty(&value, Ty::Float, right, "the assigned value");
+        if let Target::Scalar(_) = target {
+            if value.level == Level::Elem && !is_poison(&value) {
+                self.cx.spanned(right, format!("scalar state `{name}` holds one number per parameter, but this value differs per element (it reads the parameter, the gradient or an element-wise state); declare `{name}: State` for a per-element value"));
+            }
+            if self.inline_depth > 0 {
+                self.cx.spanned(
+                    ident,
+                    format!(
+                        "scalar state `{name}` cannot be assigned under a per-element condition; declare `{name}: State` for a per-element value"
+                    ),
+                );
+            }
+        }
+        Some(Stmt::Assign { target, op, value })
+    }
+
+    /// What the left side of an assignment writes; `None` after reporting why it cannot
+    /// be written (or silently for a broken name).
+    fn target(&mut self, left: &syn::Expr) -> Option<(Target, Ident)> {
         let syn::Expr::Path(p) = strip_parens(left) else {
+            let what = match strip_parens(left) {
+                syn::Expr::Index(_) => {
+                    "; the body sees one element at a time, so assign the name itself (`w -= ...`)"
+                }
+                _ => "",
+            };
             self.cx.spanned(
                 left,
-                "only the parameter, the gradient and states can be assigned",
+                format!("only the parameter, the gradient and states can be assigned{what}"),
             );
             return None;
         };
-        let Some(ident) = p.path.get_ident() else {
-            self.cx.spanned(left, "expected a name");
+        let Some(ident) = p.path.get_ident().filter(|_| p.qself.is_none()) else {
+            self.cx.spanned(
+                left,
+                "expected a plain name: the parameter, the gradient or a state",
+            );
             return None;
         };
         let name = ident.to_string();
+        if self.broken.contains(&name) && self.lookup_local(&name).is_none() {
+            return None;
+        }
         let target = match self.lookup(&name) {
             Some(Var::Param) => {
                 self.assigned_param = true;
@@ -1018,35 +1303,33 @@ impl Lower<'_> {
             Some(Var::Step) => {
                 self.cx.spanned(
                     ident,
-                    "cannot assign to the step count `t`: the runtime advances it once per step",
+                    "cannot assign to the step count `t`: the runtime advances it once per step; bind a derived value with `let`, as in `let t1 = t + 1.0;`",
                 );
                 return None;
             }
-            Some(Var::Local(_)) => {
-                self.cx.spanned(ident, format!("cannot assign to `{name}`: `let` bindings are values; bind a new name with `let` instead"));
+            Some(Var::Local(id)) => {
+                if !self.poisoned_locals.contains(&id) {
+                    self.cx.spanned(ident, format!("cannot assign to `{name}`: `let` bindings are values; bind a new name with `let` instead, or declare a state"));
+                }
                 return None;
             }
             None => {
-                self.name(p);
+                self.cx.spanned(ident, self.not_found(&name));
                 return None;
             }
         };
-        let value = self.expr(right);
-        self.expect_ty(&value, Ty::Float, right, "the assigned value");
-        if let Target::Scalar(_) = target {
-            if value.level == Level::Elem {
-                self.cx.spanned(right, format!("scalar state `{name}` holds one number per parameter; it cannot be assigned a per-element value"));
-            }
-            if self.inline_depth > 0 {
-                self.cx.spanned(
-                    ident,
-                    format!(
-                        "scalar state `{name}` cannot be assigned under a per-element condition"
-                    ),
-                );
-            }
+        Some((target, ident.clone()))
+    }
+}
+
+/// Every identifier in `tokens`, as strings.
+fn collect_idents(tokens: proc_macro2::TokenStream, out: &mut Vec<String>) {
+    for tt in tokens {
+        match tt {
+            proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),
+            proc_macro2::TokenTree::Group(g) => collect_idents(g.stream(), out),
+            _ => {}
         }
-        Some(Stmt::Assign { target, op, value })
     }
 }
 

@@ -30,6 +30,8 @@ mod errors;
 mod expand;
 mod model;
 mod parse;
+#[cfg(test)]
+mod tests;
 
 /// Defines an optimizer from its hyperparameters, states and update equations.
 /// See the crate documentation and the project README for the language.
@@ -46,27 +48,28 @@ fn expand_optimizer(
     item: proc_macro2::TokenStream,
 ) -> proc_macro2::TokenStream {
     let mut cx = errors::Ctxt::default();
-    let func: syn::ItemFn = match syn::parse2(item) {
+    let func: syn::ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(e) => {
-            let mut err = syn::Error::new(
-                e.span(),
-                "`#[optimizer]` goes on a fn: `fn name(w: Param, g: Grad, m: State) { equations }`",
-            );
-            err.combine(e);
-            return err.to_compile_error();
+            // Not a fn at all: say what the attribute goes on. Otherwise a syntax error
+            // inside the fn, which syn reports at its token.
+            let e = if e.to_string() == "expected `fn`" {
+                syn::Error::new(
+                    e.span(),
+                    "`#[optimizer]` goes on a fn: `fn name(w: Param, g: Grad, m: State) { equations }`",
+                )
+            } else {
+                e
+            };
+            return match fn_name_of(item) {
+                Some((vis, name)) => with_stub(e, &vis, &name),
+                None => e.to_compile_error(),
+            };
         }
     };
-    let hypers = match syn::parse::Parser::parse2(
-        |input: syn::parse::ParseStream| input.parse::<parse::HyperList>(),
-        attr,
-    ) {
-        Ok(list) => list.0,
-        Err(e) => {
-            cx.push(e);
-            Vec::new()
-        }
-    };
+    // Names whose declaration is malformed: reported once, then accepted wherever used.
+    let mut broken = Vec::new();
+    let hypers = parse::hypers(attr, &mut cx, &mut broken);
     let settings = parse::settings(&func.attrs, &mut cx);
     if let Some(g) = &func.sig.generics.lt_token {
         cx.spanned(
@@ -74,28 +77,79 @@ fn expand_optimizer(
             "an optimizer definition takes no generics: it is generic over f32/f64 already",
         );
     }
+    let sig = &func.sig;
+    let plain = |word: &str| format!("an optimizer definition is a plain `fn`; remove `{word}`");
+    if let Some(t) = &sig.constness {
+        cx.spanned(t, plain("const"));
+    }
+    if let Some(t) = &sig.asyncness {
+        cx.spanned(t, plain("async"));
+    }
+    if let Some(t) = &sig.unsafety {
+        cx.spanned(t, plain("unsafe"));
+    }
+    if let Some(t) = &sig.abi {
+        cx.spanned(t, plain("extern"));
+    }
+    if sig.generics.lt_token.is_none() {
+        if let Some(w) = &sig.generics.where_clause {
+            cx.spanned(w, "an optimizer definition takes no `where` clause");
+        }
+    }
     if let Some(r) = &func.sig.output_ok() {
         cx.spanned(
             r,
             "an optimizer definition returns nothing: it assigns the parameter and states",
         );
     }
-    let args = parse::args(&func.sig, &mut cx);
-    let model = check::model(&mut cx, hypers, &func, args, settings);
+    let args = parse::args(&func.sig, &mut cx, &mut broken);
+    let model = check::model(&mut cx, hypers, &func, args, settings, broken);
     match (cx.finish(), model) {
         (Ok(()), Some(model)) => expand::generate(&model),
-        (Err(e), _) => with_stub(e, &func),
+        (Err(e), _) => with_stub(e, &func.vis, &func.sig.ident),
         (Ok(()), None) => with_stub(
             syn::Error::new_spanned(&func.sig, "invalid optimizer definition"),
-            &func,
+            &func.vis,
+            &func.sig.ident,
         ),
     }
 }
 
+/// The visibility and name of a fn that does not parse, found among its top-level tokens
+/// (`pub(crate) fn name ...`), so the stub type can still be emitted.
+fn fn_name_of(
+    item: proc_macro2::TokenStream,
+) -> Option<(proc_macro2::TokenStream, proc_macro2::Ident)> {
+    use proc_macro2::TokenTree;
+    let tokens: Vec<TokenTree> = item.into_iter().collect();
+    let at = tokens
+        .iter()
+        .position(|t| matches!(t, TokenTree::Ident(i) if i == "fn"))?;
+    let TokenTree::Ident(name) = tokens.get(at + 1)? else {
+        return None;
+    };
+    let is_pub = |t: Option<&TokenTree>| matches!(t, Some(TokenTree::Ident(i)) if i == "pub");
+    let before = |k: usize| at.checked_sub(k).and_then(|i| tokens.get(i));
+    let vis: proc_macro2::TokenStream = match (before(2), before(1)) {
+        (p, Some(TokenTree::Group(g)))
+            if is_pub(p) && g.delimiter() == proc_macro2::Delimiter::Parenthesis =>
+        {
+            tokens[at - 2..at].iter().cloned().collect()
+        }
+        (_, p) if is_pub(p) => tokens[at - 1..at].iter().cloned().collect(),
+        _ => proc_macro2::TokenStream::new(),
+    };
+    Some((vis, name.clone()))
+}
+
 /// The errors plus an empty type of the intended name.
-fn with_stub(err: syn::Error, func: &syn::ItemFn) -> proc_macro2::TokenStream {
+fn with_stub(
+    err: syn::Error,
+    vis: &impl quote::ToTokens,
+    ident: &proc_macro2::Ident,
+) -> proc_macro2::TokenStream {
     let errors = err.to_compile_error();
-    let name = func.sig.ident.to_string();
+    let name = syn::ext::IdentExt::unraw(ident).to_string();
     let camel: String = name
         .split('_')
         .filter(|p| !p.is_empty())
@@ -106,7 +160,6 @@ fn with_stub(err: syn::Error, func: &syn::ItemFn) -> proc_macro2::TokenStream {
                 .unwrap_or_default()
         })
         .collect();
-    let vis = &func.vis;
     match syn::parse_str::<syn::Ident>(&camel) {
         Ok(ident) => quote::quote! {
             #errors

@@ -10,8 +10,8 @@
 //! ```
 
 use proc_macro2::{Ident, Span};
+use quote::ToTokens;
 use syn::parse::{Parse, ParseStream};
-use syn::punctuated::Punctuated;
 use syn::{Attribute, Lit, Token};
 
 /// A literal with an optional leading minus, as written.
@@ -132,14 +132,59 @@ impl Parse for HyperDecl {
     }
 }
 
-/// The attribute's argument list.
-pub struct HyperList(pub Vec<HyperDecl>);
-
-impl Parse for HyperList {
-    fn parse(input: ParseStream) -> syn::Result<Self> {
-        let list = Punctuated::<HyperDecl, Token![,]>::parse_terminated(input)?;
-        Ok(HyperList(list.into_iter().collect()))
+/// Reads the attribute's hyperparameter list. Each comma-separated entry is parsed on its
+/// own, so one malformed entry is reported without losing the others; the name of a
+/// malformed entry goes to `broken` (its uses are then not reported again).
+pub fn hypers(
+    attr: proc_macro2::TokenStream,
+    cx: &mut crate::errors::Ctxt,
+    broken: &mut Vec<Ident>,
+) -> Vec<HyperDecl> {
+    use proc_macro2::TokenTree;
+    let mut chunks: Vec<(Vec<TokenTree>, Option<Span>)> = vec![(Vec::new(), None)];
+    for tt in attr {
+        match &tt {
+            TokenTree::Punct(p) if p.as_char() == ',' => {
+                if let Some(last) = chunks.last_mut() {
+                    last.1 = Some(p.span());
+                }
+                chunks.push((Vec::new(), None));
+            }
+            _ => {
+                if let Some(last) = chunks.last_mut() {
+                    last.0.push(tt);
+                }
+            }
+        }
     }
+    let mut out = Vec::new();
+    for (tokens, comma) in chunks {
+        if tokens.is_empty() {
+            // A trailing comma leaves an empty last chunk; an empty chunk before a comma
+            // is a stray comma.
+            if let Some(span) = comma {
+                cx.at(
+                    span,
+                    "unexpected `,`: expected a hyperparameter such as `lr = 1e-3 in 0.0..`",
+                );
+            }
+            continue;
+        }
+        let stream: proc_macro2::TokenStream = tokens.iter().cloned().collect();
+        match syn::parse::Parser::parse2(HyperDecl::parse, stream) {
+            Ok(h) => out.push(h),
+            Err(e) => {
+                cx.push(e);
+                // The first identifier after any doc attributes names the entry.
+                let name = tokens.iter().find_map(|t| match t {
+                    TokenTree::Ident(i) => Some(i.clone()),
+                    _ => None,
+                });
+                broken.extend(name);
+            }
+        }
+    }
+    out
 }
 
 /// The role of a fn argument.
@@ -168,14 +213,33 @@ pub struct ArgDecl {
     pub init: Option<syn::Expr>,
 }
 
-/// Reads the fn's arguments; bad ones are reported and skipped.
-pub fn args(sig: &syn::Signature, cx: &mut crate::errors::Ctxt) -> Vec<ArgDecl> {
-    let mut out = Vec::new();
+/// The fn's arguments as read.
+pub struct Args {
+    /// Arguments whose name and role could be read.
+    pub decls: Vec<ArgDecl>,
+    /// Whether every argument could be read (if not, a missing `Param` may be the one
+    /// that was misspelled, and is not reported again).
+    pub all_read: bool,
+}
+
+/// Reads the fn's arguments; bad ones are reported and skipped, their names added to
+/// `broken`. A misspelled role with a close match (`Stat`) is reported and read as that
+/// role, so the rest of the definition is still checked.
+pub fn args(sig: &syn::Signature, cx: &mut crate::errors::Ctxt, broken: &mut Vec<Ident>) -> Args {
+    let mut out = Args {
+        decls: Vec::new(),
+        all_read: true,
+    };
+    if let Some(v) = &sig.variadic {
+        cx.spanned(v, "an optimizer definition takes no variadic arguments");
+        out.all_read = false;
+    }
     for input in &sig.inputs {
         let pat_ty = match input {
             syn::FnArg::Typed(p) => p,
             syn::FnArg::Receiver(r) => {
                 cx.spanned(r, "an optimizer definition takes no `self`; declare `w: Param, g: Grad` and states");
+                out.all_read = false;
                 continue;
             }
         };
@@ -183,23 +247,31 @@ pub fn args(sig: &syn::Signature, cx: &mut crate::errors::Ctxt) -> Vec<ArgDecl> 
             syn::Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => p.ident.clone(),
             other => {
                 cx.spanned(other, "expected a plain name, such as `m: State`");
+                out.all_read = false;
                 continue;
             }
         };
         let role = match role_of(&pat_ty.ty) {
             Ok(r) => r,
-            Err(msg) => {
+            Err((msg, guess)) => {
                 cx.spanned(&pat_ty.ty, msg);
-                continue;
+                match guess {
+                    Some(r) => r,
+                    None => {
+                        broken.push(name);
+                        out.all_read = false;
+                        continue;
+                    }
+                }
             }
         };
         let mut when = None;
         let mut init = None;
         for attr in &pat_ty.attrs {
             let key = attr.path().get_ident().map(ToString::to_string);
-            let slot = match key.as_deref() {
-                Some("when") => &mut when,
-                Some("init") => &mut init,
+            let (slot, example) = match key.as_deref() {
+                Some("when") => (&mut when, "#[when(amsgrad)]"),
+                Some("init") => (&mut init, "#[init(1.0)]"),
                 _ => {
                     let written = attr
                         .path()
@@ -210,17 +282,39 @@ pub fn args(sig: &syn::Signature, cx: &mut crate::errors::Ctxt) -> Vec<ArgDecl> 
                     let hint = crate::errors::did_you_mean(&written, ["when", "init"]);
                     cx.spanned(
                         attr.path(),
-                        format!("unknown attribute `{written}` on `{name}`{hint}; a state takes `#[when(option)]` and `#[init(value)]`"),
+                        format!("unknown attribute `{written}` on `{name}`: a state takes `#[when(option)]` and `#[init(value)]`{hint}"),
                     );
                     continue;
                 }
             };
+            let key = key.unwrap_or_default();
+            let syn::Meta::List(list) = &attr.meta else {
+                cx.spanned(
+                    &attr.meta,
+                    format!("`#[{key}]` takes its argument in parentheses, as in `{example}`"),
+                );
+                continue;
+            };
+            if slot.is_some() {
+                cx.spanned(
+                    attr,
+                    format!("a second `#[{key}]` on `{name}`; give it once"),
+                );
+                continue;
+            }
+            if list.tokens.is_empty() {
+                cx.spanned(
+                    &attr.meta,
+                    format!("`#[{key}()]` is empty; give it a value, as in `{example}`"),
+                );
+                continue;
+            }
             match attr.parse_args::<syn::Expr>() {
                 Ok(e) => *slot = Some(e),
                 Err(e) => cx.push(e),
             }
         }
-        out.push(ArgDecl {
+        out.decls.push(ArgDecl {
             name,
             role,
             when,
@@ -230,23 +324,28 @@ pub fn args(sig: &syn::Signature, cx: &mut crate::errors::Ctxt) -> Vec<ArgDecl> 
     out
 }
 
-fn role_of(ty: &syn::Type) -> Result<Role, String> {
+/// The role a type names, or a message and the role it is probably a typo of.
+fn role_of(ty: &syn::Type) -> Result<Role, (String, Option<Role>)> {
     let expected = "expected one of `Param`, `Grad`, `State`, `ScalarState`";
     let syn::Type::Path(p) = ty else {
-        return Err(expected.to_string());
+        return Err((format!("{expected}, the role of this argument"), None));
     };
     let Some(ident) = p.path.get_ident() else {
-        return Err(expected.to_string());
+        return Err((
+            format!("{expected} (written without a path), the role of this argument"),
+            None,
+        ));
     };
     let written = ident.to_string();
-    Role::ALL
+    if let Some(&(_, r)) = Role::ALL.iter().find(|(n, _)| *n == written) {
+        return Ok(r);
+    }
+    let hint = crate::errors::did_you_mean(&written, Role::ALL.iter().map(|(n, _)| *n));
+    let guess = Role::ALL
         .iter()
-        .find(|(n, _)| *n == written)
-        .map(|&(_, r)| r)
-        .ok_or_else(|| {
-            let hint = crate::errors::did_you_mean(&written, Role::ALL.iter().map(|(n, _)| *n));
-            format!("unknown role `{written}`{hint}; {expected}")
-        })
+        .find(|(n, _)| hint.contains(&format!("`{n}`")))
+        .map(|&(_, r)| r);
+    Err((format!("unknown role `{written}`: {expected}{hint}"), guess))
 }
 
 /// Fn-level settings written as attributes after `#[optimizer(...)]`.
@@ -267,34 +366,37 @@ pub fn settings(attrs: &[Attribute], cx: &mut crate::errors::Ctxt) -> Settings {
     };
     const KNOWN: [&str; 3] = ["doc", "sparse", "name"];
     for attr in attrs {
-        let key = attr
-            .path()
-            .get_ident()
-            .map(ToString::to_string)
-            .unwrap_or_default();
+        let key = attr.path().to_token_stream().to_string().replace(' ', "");
         match key.as_str() {
             "doc" => s.docs.push(attr.clone()),
             "allow" | "warn" | "deny" | "expect" => s.passthrough.push(attr.clone()),
             "sparse" => match attr.parse_args::<Ident>() {
                 Ok(i) if i == "lazy" => s.lazy_rows = true,
                 Ok(i) if i == "dense" => s.lazy_rows = false,
-                Ok(i) => cx.spanned(&i, "expected `#[sparse(lazy)]` (only rows present are stepped) or `#[sparse(dense)]` (the default)"),
-                Err(e) => cx.push(e),
+                _ => cx.spanned(&attr.meta, "expected `#[sparse(lazy)]` (only rows present are stepped) or `#[sparse(dense)]` (the default)"),
             },
             "name" => match &attr.meta {
                 syn::Meta::NameValue(nv) => match &nv.value {
                     syn::Expr::Lit(syn::ExprLit {
                         lit: Lit::Str(lit), ..
+                    }) if lit.value().trim().is_empty() || lit.value().trim() != lit.value() => {
+                        cx.spanned(lit, "the registry name must be non-empty, without surrounding spaces, as in `#[name = \"lazyadam\"]`")
+                    }
+                    syn::Expr::Lit(syn::ExprLit {
+                        lit: Lit::Str(_), ..
+                    }) if s.name.is_some() => cx.spanned(attr, "a second `#[name = \"...\"]`; give the registry name once"),
+                    syn::Expr::Lit(syn::ExprLit {
+                        lit: Lit::Str(lit), ..
                     }) => s.name = Some((lit.value(), lit.span())),
                     other => cx.spanned(other, "expected a string, as in `#[name = \"lazyadam\"]`"),
                 },
-                other => cx.spanned(other, "expected `#[name = \"...\"]`"),
+                other => cx.spanned(other, "expected `#[name = \"...\"]`, the name in the registry, as in `#[name = \"lazyadam\"]`"),
             },
             _ => {
                 let hint = crate::errors::did_you_mean(&key, KNOWN);
                 cx.spanned(
                     attr.path(),
-                    format!("unknown attribute `{key}` on an optimizer{hint}; expected `#[sparse(lazy)]`, `#[name = \"...\"]` or doc comments"),
+                    format!("unknown attribute `{key}` on an optimizer: expected `#[sparse(lazy)]`, `#[name = \"...\"]`, doc comments or lint attributes{hint}"),
                 );
             }
         }

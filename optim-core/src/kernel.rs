@@ -1,4 +1,268 @@
-//! Small helpers the generated kernels call.
+//! The runtime side of generated kernels: instruction-set dispatch, threads, and the
+//! small helpers the generated code calls.
+//!
+//! A generated kernel is one `#[inline(always)]` element loop over contiguous slices. It
+//! hands its work to [`run`] as a [`Kernel`]: a span of the parameter with the same span
+//! of its gradient and states. [`run`] then
+//!
+//! - stays on the calling thread when the span is small (below [`PARALLEL_MIN_BYTES`]
+//!   over all its arrays) or [`num_threads`] is 1: a small step pays no thread overhead;
+//! - otherwise splits the span recursively into chunks of about [`CHUNK_BYTES`] and runs
+//!   them with rayon (`join`), in the pool chosen by [`set_num_threads`];
+//! - runs each chunk through the best instruction set the CPU has ([`isa`]): the same loop
+//!   compiled under `#[target_feature(enable = "avx2,fma")]` or AVX-512, chosen once at
+//!   run time and cached, with the portable build as the fallback. A default release
+//!   build (baseline x86-64) thus gets AVX2/AVX-512 code without `RUSTFLAGS`.
+//!
+//! Element-wise updates are independent, and Rust never contracts `a * b + c` into a
+//! fused multiply-add, so every instruction set and every thread count gives the same
+//! bits.
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Bytes (summed over the parameter, its gradient and its states) per parallel chunk:
+/// a few hundred KiB, so a chunk is worth a task but the chunks still balance.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// A kernel call touching fewer bytes than this stays on the calling thread; so does a
+/// step of many small tensors whose total is below it.
+pub const PARALLEL_MIN_BYTES: usize = 1024 * 1024;
+
+/// Chunks are split at multiples of this many elements (a 64-byte line of `f64`s is 8,
+/// and 64 keeps every vector loop's remainder in the last chunk only).
+const SPLIT_ALIGN: usize = 64;
+
+// ---------------------------------------------------------------------------------------
+// Instruction sets
+
+/// An instruction set a generated kernel is compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// What the crate is compiled for (baseline x86-64 in a default release build).
+    Portable,
+    /// x86-64 with AVX2 and FMA.
+    Avx2,
+    /// x86-64 with AVX-512 (F, VL), AVX2 and FMA.
+    Avx512,
+}
+
+impl Isa {
+    fn code(self) -> u8 {
+        match self {
+            Isa::Portable => 1,
+            Isa::Avx2 => 2,
+            Isa::Avx512 => 3,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Isa> {
+        match c {
+            1 => Some(Isa::Portable),
+            2 => Some(Isa::Avx2),
+            3 => Some(Isa::Avx512),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name (`"portable"`, `"avx2"`, `"avx512"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+}
+
+/// The chosen instruction set (0 until first asked).
+static ISA: AtomicU8 = AtomicU8::new(0);
+
+/// The best instruction set this CPU supports (detected each call; [`isa`] caches).
+pub fn detected_isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        if avx2
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return Isa::Avx512;
+        }
+        if avx2 {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Portable
+}
+
+/// The instruction set kernels run with: the best the CPU has, unless lowered by
+/// [`set_isa`]. Detected on first use, then one atomic load.
+#[inline]
+pub fn isa() -> Isa {
+    match Isa::from_code(ISA.load(Ordering::Relaxed)) {
+        Some(isa) => isa,
+        None => {
+            let best = detected_isa();
+            ISA.store(best.code(), Ordering::Relaxed);
+            best
+        }
+    }
+}
+
+/// Caps the instruction set kernels use at `cap` (for benchmarks and tests: results are
+/// the same bits under every instruction set). Returns the one now in use, which is
+/// never more than the CPU supports.
+pub fn set_isa(cap: Isa) -> Isa {
+    let used = cap.min(detected_isa());
+    ISA.store(used.code(), Ordering::Relaxed);
+    used
+}
+
+// ---------------------------------------------------------------------------------------
+// Threads
+
+/// Threads set with [`set_num_threads`]; 0 means rayon's current pool.
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+/// The pool built for an explicit thread count of 2 or more.
+static POOL: Mutex<Option<Arc<rayon::ThreadPool>>> = Mutex::new(None);
+
+/// Sets how many threads a step may use:
+///
+/// - `0` (the default): rayon's current pool — the global pool (sized by
+///   `RAYON_NUM_THREADS`, else one thread per core), or the pool the step is called from
+///   inside (`pool.install(|| opt.step(..))`);
+/// - `1`: the calling thread only; rayon is never entered;
+/// - `n ≥ 2`: a dedicated pool of `n` threads, built here (replacing one built before).
+///
+/// Process-wide; it changes timing only, never results.
+pub fn set_num_threads(n: usize) -> crate::Result<()> {
+    let pool = if n >= 2 {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("optim-{i}"))
+            .build()
+            .map_err(|e| crate::OptimError::Config(format!("cannot start {n} threads: {e}")))?;
+        Some(Arc::new(pool))
+    } else {
+        None
+    };
+    *POOL.lock().unwrap_or_else(PoisonError::into_inner) = pool;
+    THREADS.store(n, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The number of threads a step may use now (see [`set_num_threads`]).
+#[inline]
+pub fn num_threads() -> usize {
+    match THREADS.load(Ordering::Relaxed) {
+        0 => rayon::current_num_threads(),
+        n => n,
+    }
+}
+
+/// Runs `f` in the pool set by [`set_num_threads`] (inside it, `rayon::join` uses that
+/// pool), or directly when rayon's current pool is the one to use.
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let pool = match THREADS.load(Ordering::Relaxed) {
+        0 | 1 => None,
+        _ => POOL.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+    };
+    match pool {
+        Some(pool) => pool.install(f),
+        None => f(),
+    }
+}
+
+/// Whether work of `bytes` bytes should be split across threads.
+#[inline]
+pub fn parallel_worth(bytes: usize) -> bool {
+    bytes >= PARALLEL_MIN_BYTES && num_threads() > 1
+}
+
+// ---------------------------------------------------------------------------------------
+// Kernels
+
+/// One call's work for a generated kernel: the parameter's elements (or a span of them)
+/// with the same span of its gradient and states, plus the per-step values.
+///
+/// Implemented by the code `#[optimizer]` generates; users never implement it.
+pub trait Kernel: Send + Sized {
+    /// Elements that can be split into spans (0 for work that runs whole, such as the
+    /// rows of a sparse gradient).
+    fn split_len(&self) -> usize;
+    /// Bytes per element over every array the loop reads or writes.
+    fn bytes_per_elem(&self) -> usize;
+    /// The first `mid` elements and the rest (`0 < mid < len`).
+    fn split_at(self, mid: usize) -> (Self, Self);
+    /// The element loop over this span, on the calling thread. Generated with
+    /// `#[inline(always)]`, so that the instruction-set wrappers below compile it.
+    fn run(self);
+}
+
+/// Runs a generated kernel: split across threads when it is large enough, each piece
+/// with the best instruction set (see the module documentation).
+#[inline]
+pub fn run<K: Kernel>(k: K) {
+    let n = k.split_len();
+    let per = k.bytes_per_elem().max(1);
+    if n > SPLIT_ALIGN && parallel_worth(n.saturating_mul(per)) {
+        let chunk = (CHUNK_BYTES / per).next_multiple_of(SPLIT_ALIGN);
+        in_pool(|| split(k, chunk));
+    } else {
+        run_best(k);
+    }
+}
+
+/// Halves `k` until its pieces are at most `chunk` elements, running the halves with
+/// `rayon::join`.
+fn split<K: Kernel>(k: K, chunk: usize) {
+    let n = k.split_len();
+    if n <= chunk {
+        return run_best(k);
+    }
+    let chunks = n.div_ceil(chunk);
+    let mid = (chunks / 2) * chunk;
+    if mid == 0 || mid >= n {
+        return run_best(k);
+    }
+    let (a, b) = k.split_at(mid);
+    rayon::join(|| split(a, chunk), || split(b, chunk));
+}
+
+/// Runs `k` on the calling thread with the instruction set [`isa`] chose.
+#[inline]
+pub fn run_best<K: Kernel>(k: K) {
+    #[cfg(target_arch = "x86_64")]
+    match isa() {
+        // SAFETY: `isa()` returns these only when `detected_isa` found the features.
+        Isa::Avx512 => return unsafe { x86::avx512(k) },
+        Isa::Avx2 => return unsafe { x86::avx2(k) },
+        Isa::Portable => {}
+    }
+    k.run()
+}
+
+/// The element loop compiled for each instruction set. `Kernel::run` is
+/// `#[inline(always)]`, so its whole loop is generated again inside each of these.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Kernel;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn avx2<K: Kernel>(k: K) {
+        k.run()
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    pub(super) fn avx512<K: Kernel>(k: K) {
+        k.run()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers for generated code
 
 /// The elements `a..b` of an element-wise state, or the empty slice for a state that
 /// does not exist under the current options (its kernel never reads it).
@@ -11,5 +275,73 @@ pub fn span_or_empty<T>(state: &mut [T], a: usize, b: usize) -> &mut [T] {
             Some(s) => s,
             None => &mut [],
         }
+    }
+}
+
+/// A state split at `mid`; a disabled (empty) state splits into two empty ones.
+#[inline]
+pub fn split_state<T>(state: &mut [T], mid: usize) -> (&mut [T], &mut [T]) {
+    let mid = mid.min(state.len());
+    state.split_at_mut(mid)
+}
+
+/// A gradient view split at `mid` (dense gradients only; others are not split, and
+/// come back as they were with [`crate::GradView::None`] for the second part).
+#[inline]
+pub fn split_grad<T>(
+    grad: crate::GradView<'_, T>,
+    mid: usize,
+) -> (crate::GradView<'_, T>, crate::GradView<'_, T>) {
+    use crate::GradView;
+    match grad {
+        GradView::Dense(g) => {
+            let (a, b) = g.split_at(mid.min(g.len()));
+            (GradView::Dense(a), GradView::Dense(b))
+        }
+        other => (other, GradView::None),
+    }
+}
+
+/// The length a kernel may be split over: the parameter's, for a dense gradient or none
+/// (a wrapper rule); 0 for sparse rows, which run whole.
+#[inline]
+pub fn splittable_len<T>(grad: &crate::GradView<'_, T>, len: usize) -> usize {
+    match grad {
+        crate::GradView::Rows { .. } => 0,
+        _ => len,
+    }
+}
+
+/// Bytes per element over the parameter, the gradient (if `grad`) and the states that
+/// exist (non-empty).
+#[inline]
+pub fn bytes_per_elem<T>(grad: bool, states: &[&mut [T]]) -> usize {
+    let arrays = 1 + usize::from(grad) + states.iter().filter(|s| !s.is_empty()).count();
+    arrays * std::mem::size_of::<T>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isa_is_cached_and_capped() {
+        let best = detected_isa();
+        assert_eq!(set_isa(Isa::Avx512), best);
+        assert_eq!(isa(), best);
+        assert_eq!(set_isa(Isa::Portable), Isa::Portable);
+        assert_eq!(isa(), Isa::Portable);
+        set_isa(Isa::Avx512);
+        assert_eq!(isa(), best);
+    }
+
+    #[test]
+    fn disabled_states_split_empty() {
+        let mut s: Vec<f32> = Vec::new();
+        let (a, b) = split_state(&mut s, 10);
+        assert!(a.is_empty() && b.is_empty());
+        let mut s = vec![1.0f32; 5];
+        let (a, b) = split_state(&mut s, 2);
+        assert_eq!((a.len(), b.len()), (2, 3));
     }
 }

@@ -15,7 +15,6 @@ pub mod clip;
 pub mod error;
 pub mod group;
 pub mod hyper;
-#[doc(hidden)]
 pub mod kernel;
 pub mod nonfinite;
 pub mod optim;
@@ -33,6 +32,7 @@ pub use algorithm::{
 pub use error::{OptimError, Result};
 pub use group::{Group, Selector};
 pub use hyper::{Bound, HyperKind, HyperSpec, HyperValue, Range};
+pub use kernel::{num_threads, set_num_threads, Isa};
 pub use nonfinite::NonFinitePolicy;
 pub use optim::Optim;
 pub use optimizer::Optimizer;
@@ -44,3 +44,6 @@ pub use wrapper::Wrapped;
 /// Re-exported for generated code.
 #[doc(hidden)]
 pub use num_traits;
+/// Re-exported for generated code and for callers choosing a pool.
+#[doc(hidden)]
+pub use rayon;

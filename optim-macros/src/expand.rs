@@ -929,54 +929,80 @@ fn kernel(m: &Model) -> TokenStream {
         }
     };
 
-    let sub_slices: Vec<TokenStream> = st
+    // The work of one call, handed to the runtime (`::optim_core::kernel::run`), which
+    // splits it across threads when it is large and runs each piece with the best
+    // instruction set the CPU has: `run` is `#[inline(always)]`, so the runtime's
+    // `#[target_feature]` wrappers compile the element loop once per instruction set.
+    let n_arr = Literal::usize_unsuffixed(n_states);
+    let half_a: Vec<Ident> = (0..n_states).map(|i| format_ident!("__a{}", i)).collect();
+    let half_b: Vec<Ident> = (0..n_states).map(|i| format_ident!("__b{}", i)).collect();
+    let sub_slices: Vec<TokenStream> = slices
         .iter()
         .map(|s| quote!(::optim_core::kernel::span_or_empty(#s, __a, __b)))
         .collect();
-    let whole_slices: Vec<TokenStream> = st.iter().map(|s| quote!(#s.as_mut_slice())).collect();
-    let run_fn = if has_grad {
+    let run_body = if has_grad {
         quote! {
-            #[inline(always)]
-            #[allow(clippy::all)]
-            fn __run<T: ::optim_core::Scalar, #(const #cond_params: bool),*>(
-                __k: &__Temps<T>,
-                __ws: &mut [T],
-                __grad: ::optim_core::GradView<'_, T>,
-                #(#st: &mut ::std::vec::Vec<T>),*
-            ) {
-                match __grad {
-                    ::optim_core::GradView::Dense(__gs) => {
-                        __elems::<T, #(#cond_params),*>(__k, __ws, __gs, #(#whole_slices),*)
-                    }
-                    ::optim_core::GradView::Rows { width, rows, values } => {
-                        for (__j, &__r) in rows.iter().enumerate() {
-                            let (__a, __b) = (__r * width, __r * width + width);
-                            let (Some(__wr), Some(__gr)) = (__ws.get_mut(__a..__b), values.get(__j * width..__j * width + width)) else {
-                                return;
-                            };
-                            __elems::<T, #(#cond_params),*>(__k, __wr, __gr, #(#sub_slices),*)
-                        }
-                    }
-                    ::optim_core::GradView::None => {}
+            match self.grad {
+                ::optim_core::GradView::Dense(__gs) => {
+                    __elems::<T, #(#cond_params),*>(self.k, self.ws, __gs, #(#slices),*)
                 }
+                ::optim_core::GradView::Rows { width, rows, values } => {
+                    let __ws = self.ws;
+                    for (__j, &__r) in rows.iter().enumerate() {
+                        let (__a, __b) = (__r * width, __r * width + width);
+                        let (Some(__wr), Some(__gr)) = (__ws.get_mut(__a..__b), values.get(__j * width..__j * width + width)) else {
+                            return;
+                        };
+                        __elems::<T, #(#cond_params),*>(self.k, __wr, __gr, #(#sub_slices),*)
+                    }
+                }
+                ::optim_core::GradView::None => {}
             }
         }
     } else {
-        quote! {
+        quote!(__elems::<T, #(#cond_params),*>(self.k, self.ws, #(#slices),*))
+    };
+    let chunk = quote! {
+        /// A span of the parameter with the same span of its gradient and states (the
+        /// whole arrays for sparse rows); disabled states are empty slices.
+        struct __Chunk<'a, T, #(const #cond_params: bool),*> {
+            k: &'a __Temps<T>,
+            ws: &'a mut [T],
+            grad: ::optim_core::GradView<'a, T>,
+            ss: [&'a mut [T]; #n_arr],
+        }
+
+        #[allow(unused_variables, clippy::all)]
+        impl<'a, T: ::optim_core::Scalar, #(const #cond_params: bool),*> ::optim_core::kernel::Kernel for __Chunk<'a, T, #(#cond_params),*> {
+            fn split_len(&self) -> usize {
+                ::optim_core::kernel::splittable_len(&self.grad, self.ws.len())
+            }
+
+            fn bytes_per_elem(&self) -> usize {
+                ::optim_core::kernel::bytes_per_elem::<T>(#has_grad, &self.ss)
+            }
+
+            fn split_at(self, __mid: usize) -> (Self, Self) {
+                let [#(#slices),*] = self.ss;
+                #(let (#half_a, #half_b) = ::optim_core::kernel::split_state(#slices, __mid);)*
+                let (__wa, __wb) = ::optim_core::kernel::split_state(self.ws, __mid);
+                let (__ga, __gb) = ::optim_core::kernel::split_grad(self.grad, __mid);
+                (
+                    Self { k: self.k, ws: __wa, grad: __ga, ss: [#(#half_a),*] },
+                    Self { k: self.k, ws: __wb, grad: __gb, ss: [#(#half_b),*] },
+                )
+            }
+
             #[inline(always)]
             #[allow(clippy::all)]
-            fn __run<T: ::optim_core::Scalar, #(const #cond_params: bool),*>(
-                __k: &__Temps<T>,
-                __ws: &mut [T],
-                __grad: ::optim_core::GradView<'_, T>,
-                #(#st: &mut ::std::vec::Vec<T>),*
-            ) {
-                __elems::<T, #(#cond_params),*>(__k, __ws, #(#whole_slices),*)
+            fn run(self) {
+                let [#(#slices),*] = self.ss;
+                #run_body
             }
         }
     };
 
-    let dispatch = dispatch(&cond_vals, &mut Vec::new(), &st);
+    let dispatch = dispatch(&cond_vals, &mut Vec::new());
     let hyper_locals = destructure(m);
     quote! {
         #[allow(non_camel_case_types, dead_code)]
@@ -986,7 +1012,7 @@ fn kernel(m: &Model) -> TokenStream {
         }
 
         #elems_fn
-        #run_fn
+        #chunk
 
         trait __Kernel {
             fn __step<T: ::optim_core::Scalar>(&self, __t_count: u64, __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::std::vec::Vec<T>]);
@@ -1006,25 +1032,28 @@ fn kernel(m: &Model) -> TokenStream {
                     __p: ::core::marker::PhantomData,
                 };
                 let __ws = __param;
+                let __ss: [&mut [T]; #n_arr] = [#(#st.as_mut_slice()),*];
                 #dispatch
             }
         }
     }
 }
 
-/// `if __c0 { if __c1 { __run::<T, true, true>(..) } else { .. } } else { .. }`: one
-/// monomorphized loop per combination of hoisted conditions, chosen once per step.
-fn dispatch(conds: &[Ident], fixed: &mut Vec<bool>, st: &[Ident]) -> TokenStream {
+/// `if __c0 { if __c1 { run(__Chunk::<T, true, true> {..}) } else { .. } } else { .. }`:
+/// one monomorphized loop per combination of hoisted conditions, chosen once per step.
+fn dispatch(conds: &[Ident], fixed: &mut Vec<bool>) -> TokenStream {
     if fixed.len() == conds.len() {
         let consts = fixed.iter().map(|b| quote!(#b));
-        return quote!(__run::<T, #(#consts),*>(&__k, __ws, __grad, #(#st),*));
+        return quote! {
+            ::optim_core::kernel::run(__Chunk::<T, #(#consts),*> { k: &__k, ws: __ws, grad: __grad, ss: __ss })
+        };
     }
     let c = &conds[fixed.len()];
     fixed.push(true);
-    let a = dispatch(conds, fixed, st);
+    let a = dispatch(conds, fixed);
     fixed.pop();
     fixed.push(false);
-    let b = dispatch(conds, fixed, st);
+    let b = dispatch(conds, fixed);
     fixed.pop();
     quote!(if #c { #a } else { #b })
 }

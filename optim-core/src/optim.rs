@@ -2,6 +2,7 @@
 //! lazily allocated per-parameter state and checked state export/import.
 
 mod grad;
+mod par;
 pub(crate) mod slot;
 
 pub(crate) use grad::{check_grads, with_flat};
@@ -10,12 +11,14 @@ use crate::algorithm::{Algorithm, AlgorithmKind};
 use crate::error::{OptimError, Result};
 use crate::group::{Group, Selector};
 use crate::hyper::{find_spec, HyperSpec, HyperValue};
+use crate::kernel;
 use crate::nonfinite::{first_non_finite_in, NonFinitePolicy};
 use crate::optimizer::Optimizer;
 use crate::params::{Grads, Params};
 use crate::scalar::Scalar;
 use crate::state::{GroupState, OptimizerState, STATE_FORMAT_VERSION};
-use grad::Scratch;
+use grad::{direct_view, Scratch};
+use par::Job;
 use slot::Slot;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -51,6 +54,10 @@ pub struct Optim<A: Algorithm, T: Scalar> {
     policy: NonFinitePolicy,
     /// Parameters the last step skipped for non-finite gradients.
     skipped: Vec<String>,
+    /// The deferred kernel calls of a step (empty between steps; kept for its buffer).
+    jobs: Vec<Job<'static, A, T>>,
+    /// Per parameter index, its deferred call in `jobs` (`usize::MAX`: none).
+    by_param: Vec<usize>,
 }
 
 impl<A: Algorithm, T: Scalar> Optim<A, T> {
@@ -79,6 +86,8 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
             wbuf: Vec::new(),
             policy: NonFinitePolicy::Propagate,
             skipped: Vec::new(),
+            jobs: Vec::new(),
+            by_param: Vec::new(),
         })
     }
 
@@ -230,6 +239,17 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
 
     fn step(&mut self, params: &mut Params<T>, grads: &Grads<T>) -> Result<()> {
         self.check(params, grads)?;
+        // With more than one thread, the kernel calls that need no scratch buffer are
+        // deferred, then run together: in parallel when their total work is large
+        // enough (many small tensors), else in order on this thread. With one thread,
+        // each parameter is stepped as it is found.
+        let defer = kernel::num_threads() > 1;
+        let mut jobs = par::recycle(std::mem::take(&mut self.jobs));
+        let mut by_param = std::mem::take(&mut self.by_param);
+        if defer {
+            by_param.clear();
+            by_param.resize(params.len(), usize::MAX);
+        }
         let Optim {
             base,
             groups,
@@ -273,11 +293,41 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
             let a = hyper_for(base, groups, resolved, *epoch, name, slot);
             slot.prepare(a, param);
             slot.t += 1;
+            if defer && param.is_standard_layout() {
+                if let Some(view) = direct_view(grad, A::SPARSE) {
+                    slot.job = Some(jobs.len());
+                    by_param[index] = jobs.len();
+                    jobs.push(Job {
+                        a,
+                        slot: None,
+                        w: None,
+                        grad: view,
+                        len: param.len(),
+                    });
+                    continue;
+                }
+            }
             let view = scratch.view(grad, param.len(), A::SPARSE);
             with_flat(param, wbuf, |w| {
                 a.step(slot.t, &mut slot.scalars, w, view, &mut slot.states)
             });
         }
+        if !jobs.is_empty() {
+            // Every slot and parameter can now be borrowed at once.
+            for slot in slots.values_mut() {
+                if let Some(j) = slot.job.take() {
+                    jobs[j].slot = Some(slot);
+                }
+            }
+            for ((_, param), &j) in params.iter_mut().zip(&by_param) {
+                if let Some(job) = jobs.get_mut(j) {
+                    job.w = param.as_slice_mut();
+                }
+            }
+            par::run_jobs(&mut jobs);
+        }
+        self.jobs = par::recycle(jobs);
+        self.by_param = by_param;
         self.steps += 1;
         Ok(())
     }
@@ -431,6 +481,8 @@ impl<A: Algorithm, T: Scalar> Clone for Optim<A, T> {
             wbuf: Vec::new(),
             policy: self.policy,
             skipped: self.skipped.clone(),
+            jobs: Vec::new(),
+            by_param: Vec::new(),
         }
     }
 }

@@ -118,13 +118,8 @@ impl<T: Scalar> Scratch<T> {
                         GradView::Dense(&self.grad)
                     }
                     SparseRule::Lazy => {
-                        let increasing = rows.windows(2).all(|p| p[0] < p[1]);
-                        if let (true, Some(values)) = (increasing, values.as_slice()) {
-                            return GradView::Rows {
-                                width,
-                                rows,
-                                values,
-                            };
+                        if let Some(view) = direct_view(grad, rule) {
+                            return view;
                         }
                         self.coalesce(rows, values.view());
                         GradView::Rows {
@@ -158,6 +153,26 @@ impl<T: Scalar> Scratch<T> {
                 self.values.extend(src.iter().copied());
             }
         }
+    }
+}
+
+/// The kernel's view of `grad` when it needs no buffer: a dense gradient in standard
+/// layout, or (for [`SparseRule::Lazy`]) sparse rows already distinct, increasing and
+/// contiguous. `None` when [`Scratch::view`] has to copy, sort or densify.
+pub(crate) fn direct_view<T: Scalar>(grad: &Grad<T>, rule: SparseRule) -> Option<GradView<'_, T>> {
+    match grad {
+        Grad::Dense(g) => g.as_slice().map(GradView::Dense),
+        Grad::Rows { rows, values } if rule == SparseRule::Lazy => {
+            if !rows.windows(2).all(|p| p[0] < p[1]) {
+                return None;
+            }
+            values.as_slice().map(|v| GradView::Rows {
+                width: values.ncols(),
+                rows,
+                values: v,
+            })
+        }
+        Grad::Rows { .. } => None,
     }
 }
 

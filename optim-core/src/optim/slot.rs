@@ -24,6 +24,8 @@ pub(crate) struct Slot<T> {
     pub(crate) group: Option<usize>,
     /// The owner's group epoch `group` was computed in.
     pub(crate) epoch: u64,
+    /// Within a step: the index of this slot's deferred kernel call (see `Optim::step`).
+    pub(crate) job: Option<usize>,
 }
 
 impl<T: Scalar> Slot<T> {
@@ -37,6 +39,7 @@ impl<T: Scalar> Slot<T> {
             scalars: (0..A::SCALARS.len()).map(|i| a.scalar_init(i)).collect(),
             group: None,
             epoch: 0,
+            job: None,
         };
         slot.prepare(a, param);
         slot
@@ -200,6 +203,7 @@ impl<T: Scalar> Slot<T> {
             scalars: import_scalars::<A>(p, &saved.scalars)?,
             group: None,
             epoch: 0,
+            job: None,
         })
     }
 }

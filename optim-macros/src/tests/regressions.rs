@@ -1,0 +1,143 @@
+//! Targeted tests of what the mutation tests found or the error messages promise: each
+//! expansion here has an exact expected outcome.
+
+use crate::expand_optimizer;
+use proc_macro2::{TokenStream, TokenTree};
+use std::str::FromStr;
+
+fn expand(attr: &str, item: &str) -> TokenStream {
+    expand_optimizer(
+        TokenStream::from_str(attr).unwrap(),
+        TokenStream::from_str(item).unwrap(),
+    )
+}
+
+/// The messages of the `compile_error!`s in an expansion.
+fn errors_of(attr: &str, item: &str) -> Vec<String> {
+    let out: Vec<TokenTree> = expand(attr, item).into_iter().collect();
+    out.windows(3)
+        .filter(|w| matches!(&w[0], TokenTree::Ident(i) if i == "compile_error"))
+        .filter_map(|w| match &w[2] {
+            TokenTree::Group(g) => syn::parse2::<syn::LitStr>(g.stream()).ok(),
+            _ => None,
+        })
+        .map(|l| l.value())
+        .collect()
+}
+
+const SGD: &str = "fn sgd(w: Param, g: Grad) { w -= lr * g; }";
+
+#[test]
+fn fn_names_that_make_no_type_name_are_errors_not_panics() {
+    // These panicked (`Ident::new` on "R#type" and ""), or generated `struct Self`.
+    let out = expand("lr = 1.0", "fn r#type(w: Param, g: Grad) { w -= lr * g; }").to_string();
+    assert!(
+        out.contains("struct Type") && out.contains("\"type\""),
+        "{out}"
+    );
+    for name in ["___", "self_"] {
+        let errors = errors_of("lr = 1.0", &SGD.replace("sgd", name));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with(&format!("cannot make a type name from `{name}`")));
+    }
+}
+
+#[test]
+fn an_integer_default_too_large_is_reported_not_dropped() {
+    // Used to be dropped silently: the optimizer lost a hyperparameter.
+    let errors = errors_of("lr = 1.0, k = 99999999999999999999", SGD);
+    assert_eq!(
+        errors,
+        ["this integer does not fit in an `i64`; write it as a float, such as `1e20`"]
+    );
+}
+
+#[test]
+fn a_malformed_entry_is_one_error_and_the_others_are_still_read() {
+    let item = "fn sgd(w: Param, g: Grad) { w -= lr * beta * g; }";
+    let errors = errors_of("lr 1e-3, beta = 0.9 in 0.0..1.0", item);
+    assert_eq!(
+        errors,
+        ["expected `=` and a default after `lr`, as in `lr = 0.9 in 0.0..1.0`"]
+    );
+    // `beta` was read: misusing it is still reported.
+    let errors = errors_of(
+        "lr 1e-3, beta = 0.9 in 0.0..1.0",
+        &item.replace("{", "{ beta = 1.0;"),
+    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[1].starts_with("cannot assign to hyperparameter `beta`"));
+    assert_eq!(
+        errors_of("lr = 1.0,, beta = 0.5", item),
+        ["unexpected `,`: expected a hyperparameter such as `lr = 1e-3 in 0.0..`"]
+    );
+}
+
+#[test]
+fn a_misspelled_role_is_read_as_the_role_it_resembles() {
+    let item = "fn m(w: Param, g: Grad, b: Stat) { b = 0.9 * b + g; w -= lr * b * bogus; }";
+    let errors = errors_of("lr = 1.0", item);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with("unknown role `Stat`"),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[0].ends_with("did you mean `State`?"));
+    assert!(errors[1].starts_with("cannot find `bogus` in this optimizer; declare it"));
+}
+
+#[test]
+fn suggestions_count_a_swap_as_one_edit_and_never_replace_a_whole_name() {
+    use crate::errors::did_you_mean;
+    assert_eq!(
+        did_you_mean("wehn", ["when", "init"]),
+        "; did you mean `when`?"
+    );
+    assert_eq!(did_you_mean("b", ["t", "w", "g"]), "");
+    assert_eq!(did_you_mean("l", ["lr"]), "; did you mean `lr`?");
+    assert_eq!(
+        did_you_mean("beta_1", ["beta1", "beta2"]),
+        "; did you mean `beta1`?"
+    );
+    assert_eq!(did_you_mean("momentum", ["nesterov"]), "");
+}
+
+#[test]
+fn a_syntax_error_in_the_body_still_gets_a_stub_type() {
+    let out = expand(
+        "lr = 1.0",
+        "pub(crate) fn my_sgd(w: Param, g: Grad) { w -= ; }",
+    )
+    .to_string();
+    assert!(out.contains("compile_error"), "{out}");
+    assert!(out.contains("pub (crate) struct MySgd"), "{out}");
+}
+
+#[test]
+fn declarations_that_cannot_work_are_errors() {
+    let cases = [
+        (
+            "lr = 1.0, beta = 0.5 in 1.0..0.0",
+            "the range [1, 0) of `beta` is empty",
+        ),
+        (
+            "lr = 1.0, build = 0.5",
+            "`build` cannot name a hyperparameter",
+        ),
+        (
+            "lr = 1.0, default = 0.5",
+            "`default` cannot name a hyperparameter",
+        ),
+        ("lr = 1.0, flag = -true", "a bool cannot be negated here"),
+        (
+            "lr = 1.0, k: u8 = 1",
+            "unsupported hyperparameter type `u8`",
+        ),
+    ];
+    for (attr, msg) in cases {
+        let errors = errors_of(attr, SGD);
+        assert_eq!(errors.len(), 1, "{attr}: {errors:?}");
+        assert!(errors[0].starts_with(msg), "{attr}: {errors:?}");
+    }
+}

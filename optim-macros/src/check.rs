@@ -10,6 +10,17 @@ use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::Lit;
 
+/// Most distinct per-step conditions hoisted out of the element loop by choice. The
+/// generated code compiles one element loop per combination of hoisted conditions
+/// (`maximize` included): 2^6 loops take ~12 s to compile in a debug build, 2^11 take
+/// minutes and gigabytes. Further per-step `if` conditions are evaluated in the loop.
+const MAX_HOISTED: usize = 5;
+
+/// Most hoisted conditions in all, counting those that must be hoisted (`#[when]`
+/// options, conditions around scalar-state updates or option-only states): with
+/// `maximize`, 2^7 loops, ~30 s to compile in a debug build.
+const MAX_CONDS: usize = 6;
+
 /// Names the runtime reserves.
 const RESERVED: [&str; 2] = ["t", "maximize"];
 
@@ -228,7 +239,17 @@ pub fn model(
             );
         }
     }
-    let conds = lower.conds.into_iter().map(|(_, e)| e).collect();
+    let conds: Vec<Expr> = lower.conds.into_iter().map(|(_, e)| e).collect();
+    if conds.len() > MAX_CONDS {
+        cx.spanned(
+            &func.sig.ident,
+            format!(
+                "`{fn_name}` needs {} per-step conditions compiled out of its element loop (`#[when]` options, and conditions around scalar-state updates or option-only states), and each combination is its own loop: at most {MAX_CONDS} are supported; combine options, or move a scalar-state update out of its `if` (`s = if c {{ a }} else {{ s }};`)",
+                conds.len()
+            ),
+        );
+        return None;
+    }
 
     let type_name = camel(&fn_name);
     let Ok(type_ident) = syn::parse_str::<Ident>(&type_name) else {
@@ -968,14 +989,72 @@ impl Lower<'_> {
     }
 
     /// The condition of an `if`, hoisted if it does not depend on elements.
-    fn cond(&mut self, e: &syn::Expr) -> Cond {
+    ///
+    /// Past [`MAX_HOISTED`] distinct conditions, a new per-step condition is evaluated in
+    /// the element loop instead (a branch on a value computed once per step), unless its
+    /// branches must be compiled out or run once per step (see `needs_hoisting`).
+    fn cond(&mut self, i: &syn::ExprIf) -> Cond {
+        let e = &*i.cond;
         let x = self.expr(e);
         self.expect_ty(&x, Ty::Bool, e, "an `if` condition");
-        if x.level <= Level::Step {
-            Cond::Hoisted(self.hoist_cond(key_of(e), x))
-        } else {
-            Cond::Inline(x)
+        if x.level > Level::Step {
+            return Cond::Inline(x);
         }
+        let key = key_of(e);
+        let hoisted_already = self.conds.iter().any(|(k, _)| *k == key);
+        if !hoisted_already && self.conds.len() >= MAX_HOISTED && !self.needs_hoisting(i) {
+            return Cond::Inline(x);
+        }
+        Cond::Hoisted(self.hoist_cond(key, x))
+    }
+
+    /// Whether the branches of `i` update a scalar state (done once per step, guarded by
+    /// hoisted conditions only) or touch an option-only state (whose accesses are compiled
+    /// out when its option is off): then its condition must be hoisted.
+    fn needs_hoisting(&self, i: &syn::ExprIf) -> bool {
+        use syn::visit::Visit;
+        struct Scan<'a> {
+            lower: &'a Lower<'a>,
+            found: bool,
+        }
+        impl<'ast> Visit<'ast> for Scan<'_> {
+            fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
+                self.found |= self.lower.is_scalar(&a.left);
+                syn::visit::visit_expr_assign(self, a);
+            }
+            fn visit_expr_binary(&mut self, b: &'ast syn::ExprBinary) {
+                use syn::BinOp as B;
+                let compound = matches!(
+                    b.op,
+                    B::AddAssign(_) | B::SubAssign(_) | B::MulAssign(_) | B::DivAssign(_)
+                );
+                self.found |= compound && self.lower.is_scalar(&b.left);
+                syn::visit::visit_expr_binary(self, b);
+            }
+            fn visit_ident(&mut self, i: &'ast Ident) {
+                let optional = |(s, when): (&Ident, &Option<String>)| when.is_some() && s == i;
+                self.found |= self
+                    .lower
+                    .states
+                    .iter()
+                    .zip(&self.lower.state_when)
+                    .any(optional);
+            }
+        }
+        let mut scan = Scan {
+            lower: self,
+            found: false,
+        };
+        scan.visit_block(&i.then_branch);
+        if let Some((_, e)) = &i.else_branch {
+            scan.visit_expr(e);
+        }
+        scan.found
+    }
+
+    fn is_scalar(&self, e: &syn::Expr) -> bool {
+        matches!(strip_parens(e), syn::Expr::Path(p)
+            if self.scalars.iter().any(|s| p.path.is_ident(s)))
     }
 
     /// Lowers a branch with the condition's keys known true (then) or not (else).
@@ -1007,7 +1086,7 @@ impl Lower<'_> {
     }
 
     fn if_expr(&mut self, i: &syn::ExprIf) -> Expr {
-        let cond = self.cond(&i.cond);
+        let cond = self.cond(i);
         let then = self.arm(&i.cond, &cond, true, &i.then_branch.stmts);
         let Some(else_stmts) = self.else_stmts(i) else {
             return self.err(i, "an `if` used as a value needs an `else` branch");
@@ -1205,7 +1284,7 @@ impl Lower<'_> {
                 self.assign(&b.left, Some(op), &b.right)
             }
             syn::Expr::If(i) => {
-                let cond = self.cond(&i.cond);
+                let cond = self.cond(i);
                 let then = self.arm(&i.cond, &cond, true, &i.then_branch.stmts);
                 let otherwise = self
                     .else_stmts(i)

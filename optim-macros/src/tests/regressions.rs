@@ -141,3 +141,106 @@ fn declarations_that_cannot_work_are_errors() {
         assert!(errors[0].starts_with(msg), "{attr}: {errors:?}");
     }
 }
+
+/// `n` bool options, each guarding its own update.
+fn options(n: usize) -> (String, String) {
+    let attr: Vec<String> = (0..n).map(|i| format!("o{i} = false")).collect();
+    let body: Vec<String> = (0..n)
+        .map(|i| format!("if o{i} {{ w -= {i}.5 * g; }}"))
+        .collect();
+    let item = format!("fn many(w: Param, g: Grad) {{ {} }}", body.join(" "));
+    (attr.join(", "), item)
+}
+
+#[test]
+fn many_options_do_not_multiply_the_generated_loops() {
+    // Each hoisted condition doubles the element loops compiled (2^11 took 280 s and
+    // 8 GB to build); past five, conditions are evaluated in the loop.
+    let (attr, item) = options(5);
+    let five = expand(&attr, &item).to_string().len();
+    let (attr, item) = options(16);
+    let sixteen = expand(&attr, &item).to_string();
+    assert!(!sixteen.contains("compile_error"));
+    assert!(
+        sixteen.len() < 2 * five,
+        "{} vs {five} chars",
+        sixteen.len()
+    );
+}
+
+#[test]
+fn conditions_that_must_be_hoisted_are_limited() {
+    let n = 7;
+    let attr: Vec<String> = (0..n).map(|i| format!("o{i} = false")).collect();
+    let states: Vec<String> = (0..n)
+        .map(|i| format!("#[when(o{i})] s{i}: State"))
+        .collect();
+    let body: Vec<String> = (0..n)
+        .map(|i| format!("if o{i} {{ s{i} = g; w -= s{i}; }}"))
+        .collect();
+    let item = format!(
+        "fn many(w: Param, g: Grad, {}) {{ {} }}",
+        states.join(", "),
+        body.join(" ")
+    );
+    let errors = errors_of(&attr.join(", "), &item);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("`many` needs 7 per-step conditions compiled out"),
+        "{}",
+        errors[0]
+    );
+    // Six are fine.
+    let item = item
+        .replace(", #[when(o6)] s6: State", "")
+        .replace("if o6 { s6 = g; w -= s6; }", "");
+    assert_eq!(errors_of(&attr.join(", "), &item), Vec::<String>::new());
+}
+
+/// The checked model of a valid definition.
+fn model_of(attr: &str, item: &str) -> crate::model::Model {
+    let mut cx = crate::errors::Ctxt::default();
+    let func: syn::ItemFn = syn::parse_str(item).unwrap();
+    let mut broken = Vec::new();
+    let attr = TokenStream::from_str(attr).unwrap();
+    let hypers = crate::parse::hypers(attr, &mut cx, &mut broken);
+    let settings = crate::parse::settings(&func.attrs, &mut cx);
+    let args = crate::parse::args(&func.sig, &mut cx, &mut broken);
+    let model = crate::check::model(&mut cx, hypers, &func, args, settings, broken);
+    assert!(cx.finish().is_ok());
+    model.unwrap()
+}
+
+#[test]
+fn past_five_only_conditions_that_must_be_are_hoisted() {
+    use crate::model::{Cond, Stmt};
+    let (attr, item) = options(5);
+    let attr = format!("{attr}, o5 = false, o6 = false, o7 = false");
+    let item = item
+        .replace(
+            "g: Grad)",
+            "g: Grad, #[init(1.0)] s: ScalarState, #[when(o7)] v: State)",
+        )
+        .replace(
+            "w -= 4.5 * g; }",
+            "w -= 4.5 * g; } if o5 { s *= 0.5; } if o6 { w -= s * g; } if o7 { v = g; }",
+        );
+    let model = model_of(&attr, &item);
+    let hoisted: Vec<bool> = model
+        .body
+        .iter()
+        .map(|s| {
+            matches!(
+                s,
+                Stmt::If {
+                    cond: Cond::Hoisted(_),
+                    ..
+                }
+            )
+        })
+        .collect();
+    // o7 is hoisted first (its state's option), then o0..o3; o4 and o6 are past the
+    // limit, but o5 guards a scalar-state update, and o7 an option-only state.
+    assert_eq!(hoisted, [true, true, true, true, false, true, false, true]);
+    assert_eq!(model.conds.len(), 6);
+}

@@ -981,6 +981,14 @@ impl Lower<'_> {
         if func == Func::Powi && level == Level::Elem && !matches!(xs[1].kind, ExprKind::Int(_)) {
             return self.err(args[1], "in a per-element `powi` the exponent must be an integer literal; use `powf` for other exponents");
         }
+        if let Some(ExprKind::Int(n)) = xs.get(1).filter(|_| func == Func::Powi).map(|x| &x.kind) {
+            if i32::try_from(*n).is_err() {
+                return self.err(
+                    args[1],
+                    "a `powi` exponent must fit in an `i32`; use `powf` for larger exponents",
+                );
+            }
+        }
         Expr {
             kind: ExprKind::Call(func, xs),
             ty: Ty::Float,

@@ -146,6 +146,8 @@ fn nothing_unknown_is_ignored_in_presets_composites_or_inner_configs() {
         "config: adam takes no `inner` optimizer; only wrappers such as lookahead do"
     );
     assert!(error(json!(["adam"])).starts_with("config: expected an object"));
+    // (Reported as a value error, not as an unknown name, but reported.)
+    assert!(error(json!({"optimizer": "adam", "schedule": "cosine"})).contains("`schedule`"));
 }
 
 #[test]

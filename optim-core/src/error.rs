@@ -23,7 +23,7 @@ pub enum OptimError {
         valid: Vec<String>,
     },
     /// A hyperparameter value of the wrong kind (a bool for a float, ...).
-    #[error("{optimizer}: hyperparameter `{name}` is a {expected}, got {got}")]
+    #[error("{optimizer}: hyperparameter `{name}` is {expected}, got {got}")]
     HyperKind {
         /// Optimizer name.
         optimizer: String,

@@ -71,11 +71,12 @@ pub enum HyperKind {
 }
 
 impl fmt::Display for HyperKind {
+    /// With its article, as messages use it: "a float", "a bool", "an integer".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            HyperKind::Float => "float",
-            HyperKind::Bool => "bool",
-            HyperKind::Int => "integer",
+            HyperKind::Float => "a float",
+            HyperKind::Bool => "a bool",
+            HyperKind::Int => "an integer",
         })
     }
 }

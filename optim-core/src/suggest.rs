@@ -1,19 +1,32 @@
 //! "Did you mean" suggestions for misspelled names.
 
-/// Edit distance (Levenshtein) between two strings, counted in chars.
+/// Edit distance between two strings, counted in chars: insertions, deletions,
+/// substitutions and swaps of adjacent chars each cost one (optimal string alignment), so
+/// `alpah` is one edit from `alpha`.
 pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
+    // d[i][j]: distance between a[..i] and b[..j].
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// The candidate closest to `name`, if it is close enough to be a plausible typo
@@ -36,7 +49,8 @@ mod tests {
     fn distance_counts_edits() {
         assert_eq!(edit_distance("beta1", "beta1"), 0);
         assert_eq!(edit_distance("beta", "beta1"), 1);
-        assert_eq!(edit_distance("lr", "rl"), 2);
+        assert_eq!(edit_distance("lr", "rl"), 1);
+        assert_eq!(edit_distance("alpah", "alpha"), 1);
         assert_eq!(edit_distance("momentum", "momentun"), 1);
     }
 
@@ -46,5 +60,7 @@ mod tests {
         assert_eq!(closest("weight_decy", names), Some("weight_decay"));
         assert_eq!(closest("betaa1", names), Some("beta1"));
         assert_eq!(closest("nesterov", names), None);
+        assert_eq!(closest("betaa1", ["alpha"]), None);
+        assert_eq!(closest("alpah", ["k", "alpha"]), Some("alpha"));
     }
 }

@@ -97,6 +97,9 @@ fn configure<A: Algorithm>(config: &Map<String, Value>, a: &mut A) -> Result<()>
                 A::NAME
             )));
         }
+        // The name is checked before the value, so an unknown key is reported as unknown
+        // whatever its value.
+        optim_core::hyper::find_spec(A::NAME, A::HYPERS, k)?;
         a.set_hyper(k, json_to_hyper(k, v)?)?;
     }
     Ok(())

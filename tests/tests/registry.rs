@@ -347,3 +347,15 @@ fn users_register_their_own_optimizer_and_build_it_by_name() {
     assert_eq!(mine.names(), ["sign_sgd"]);
     assert!(mine.build::<f64>(&json!({"optimizer": "adam"})).is_err());
 }
+
+#[test]
+fn an_unknown_key_is_unknown_whatever_its_value() {
+    let e = error(json!({"optimizer": "adam", "schedule": "cosine"}));
+    assert!(
+        e.starts_with("adam: unknown hyperparameter `schedule`; valid: lr, beta1"),
+        "{e}"
+    );
+    // A swap of two letters is one edit: it still gets a suggestion.
+    let e = error(json!({"optimizer": "lookahead", "alpah": 0.5, "inner": {"optimizer": "sgd"}}));
+    assert!(e.contains("(did you mean `alpha`?)"), "{e}");
+}

@@ -13,6 +13,17 @@ pub const PIXELS: usize = 64;
 /// Digit classes 0–9.
 pub const CLASSES: usize = 10;
 
+/// Share of the images held out for testing.
+pub const TEST_FRACTION: f64 = 0.2;
+
+/// The digits at `path`, split with `seed` ([`TEST_FRACTION`] held out) and standardized:
+/// the data every optimizer trains on.
+pub fn load_split(path: &Path, seed: u64) -> AnyResult<Split> {
+    let mut parts = split(&load_digits(path)?, TEST_FRACTION, seed);
+    standardize(&mut parts);
+    Ok(parts)
+}
+
 /// Images as rows of `x`, with their labels.
 #[derive(Clone, Debug)]
 pub struct Dataset {

@@ -22,9 +22,6 @@ use std::time::Instant;
 /// Errors of the example: any error, shown to the user as its message.
 pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// Share of the images held out for testing.
-const TEST_FRACTION: f64 = 0.2;
-
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(&args) {
@@ -46,8 +43,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> AnyResult<Summary> {
     let started = Instant::now();
     let contenders = select(args)?;
-    let mut split = data::split(&data::load_digits(&args.data)?, TEST_FRACTION, args.seed);
-    data::standardize(&mut split);
+    let split = data::load_split(&args.data, args.seed)?;
     let settings = train::Settings {
         mlp: mlp::Mlp {
             inputs: data::PIXELS,
@@ -87,7 +83,10 @@ fn run(args: &Args) -> AnyResult<Summary> {
                     outcome.final_loss(),
                     100.0 * outcome.test_accuracy
                 ));
-                results.push((*color, summarize(contender, outcome)));
+                results.push((
+                    *color,
+                    report::summarize(contender.name, &contender.config, outcome),
+                ));
             }
             Err((stage, error)) => {
                 bar.abandon_with_message(format!("{stage} failed: {error}"));
@@ -181,24 +180,6 @@ fn select(args: &Args) -> AnyResult<Vec<(usize, Contender)>> {
         contender.config = lineup::with_lr(&contender.config, *lr);
     }
     Ok(picked)
-}
-
-fn summarize(contender: &Contender, outcome: train::Outcome) -> RunSummary {
-    RunSummary {
-        name: contender.name.into(),
-        config: contender.config.clone(),
-        lr: lineup::lr_of(&contender.config),
-        initial_loss: outcome.initial_loss(),
-        final_loss: outcome.final_loss(),
-        lowered_loss: outcome.final_loss() < outcome.initial_loss(),
-        test_loss: outcome.test_loss,
-        test_accuracy: outcome.test_accuracy,
-        steps_to_target: outcome.steps_to_target,
-        micros_per_step: outcome.micros_per_step(),
-        diverged: outcome.diverged,
-        surfaces: Vec::new(),
-        curve: outcome.curve,
-    }
 }
 
 /// Runs every optimizer that trained on each test function (in f64), records the paths

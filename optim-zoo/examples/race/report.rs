@@ -1,6 +1,8 @@
 //! The leaderboard printed at the end, and `leaderboard.json`, the machine-readable
 //! summary a test reads to check that every optimizer lowered the loss.
 
+use crate::lineup::lr_of;
+use crate::train::Outcome;
 use crate::AnyResult;
 use serde::Serialize;
 use std::path::Path;
@@ -96,6 +98,25 @@ pub struct Failure {
     pub error: String,
 }
 
+/// The summary of `outcome`, the training of the optimizer `name` built from `config`.
+pub fn summarize(name: &str, config: &serde_json::Value, outcome: Outcome) -> RunSummary {
+    RunSummary {
+        name: name.into(),
+        config: config.clone(),
+        lr: lr_of(config),
+        initial_loss: outcome.initial_loss(),
+        final_loss: outcome.final_loss(),
+        lowered_loss: outcome.final_loss() < outcome.initial_loss(),
+        test_loss: outcome.test_loss,
+        test_accuracy: outcome.test_accuracy,
+        steps_to_target: outcome.steps_to_target,
+        micros_per_step: outcome.micros_per_step(),
+        diverged: outcome.diverged,
+        surfaces: Vec::new(),
+        curve: outcome.curve,
+    }
+}
+
 /// Writes `summary` as pretty JSON to `path`.
 pub fn write_json(path: &Path, summary: &Summary) -> AnyResult<()> {
     let text = serde_json::to_string_pretty(summary)?;
@@ -118,12 +139,12 @@ pub fn leaderboard(summary: &Summary) -> String {
         let steps = r.steps_to_target.map_or("never".into(), |s| s.to_string());
         let flag = if r.diverged { "  diverged" } else { "" };
         out += &format!(
-            "{:>3}  {:<10} {:>9} {:>10.4} {:>10.4} {:>8.1}% {:>14} {:>9.1}{flag}\n",
+            "{:>3}  {:<10} {:>9} {:>10} {:>10} {:>8.1}% {:>14} {:>9.1}{flag}\n",
             rank + 1,
             r.name,
             lr,
-            r.initial_loss,
-            r.final_loss,
+            loss(r.initial_loss),
+            loss(r.final_loss),
             100.0 * r.test_accuracy,
             steps,
             r.micros_per_step
@@ -136,6 +157,15 @@ pub fn leaderboard(summary: &Summary) -> String {
         );
     }
     out
+}
+
+/// Four decimals, or three significant digits below 0.001 (where four decimals print 0).
+fn loss(value: f64) -> String {
+    if value != 0.0 && value.abs() < 1e-3 {
+        format!("{value:.2e}")
+    } else {
+        format!("{value:.4}")
+    }
 }
 
 fn rank_key(loss: f64) -> f64 {
@@ -199,6 +229,15 @@ mod tests {
             .collect();
         assert_eq!(order, ["best", "worse", "nan", "adam"]);
         assert!(text.contains("diverged") && text.contains("did not finish (build): missing"));
+    }
+
+    #[test]
+    fn small_losses_keep_their_digits() {
+        assert_eq!(loss(2.56604), "2.5660");
+        assert_eq!(loss(0.0015), "0.0015");
+        assert_eq!(loss(2.345e-5), "2.35e-5");
+        assert_eq!(loss(0.0), "0.0000");
+        assert_eq!(loss(f64::NAN), "NaN");
     }
 
     #[test]

@@ -51,12 +51,21 @@ impl std::fmt::Display for NonFinitePolicy {
 
 /// Position and value of the first non-finite element of `values`.
 pub fn first_non_finite<T: Scalar>(values: &[T]) -> Option<(usize, T)> {
-    // Chunks without early exit vectorise; the exact position is searched only in a
-    // chunk known to hold a bad value.
-    const CHUNK: usize = 64;
+    // Eight running products per chunk, each starting at zero: `0 · x` stays zero for every
+    // finite `x` and turns NaN at the first NaN or ±inf, and the lanes vectorise (about
+    // twice the speed of testing `is_finite` element by element). The exact position is
+    // searched only in a chunk known to hold a bad value.
+    const CHUNK: usize = 256;
     for (c, chunk) in values.chunks(CHUNK).enumerate() {
-        let mut ok = true;
-        for &x in chunk {
+        let mut acc = [T::zero(); 8];
+        let mut lanes = chunk.chunks_exact(8);
+        for l in &mut lanes {
+            for i in 0..8 {
+                acc[i] = acc[i] * l[i];
+            }
+        }
+        let mut ok = acc.iter().all(|a| *a == T::zero());
+        for &x in lanes.remainder() {
             ok &= x.is_finite();
         }
         if !ok {
@@ -106,8 +115,15 @@ mod tests {
 
     #[test]
     fn finds_the_first_bad_element_anywhere() {
-        let mut v = vec![1.0f32; 300];
+        let mut v = vec![1.0f32; 600];
         assert_eq!(first_non_finite(&v), None);
+        for i in [0, 7, 8, 255, 256, 599] {
+            let mut w = v.clone();
+            w[i] = f32::NAN;
+            assert_eq!(first_non_finite(&w).map(|(j, _)| j), Some(i));
+            w[i] = -0.0;
+            assert_eq!(first_non_finite(&w), None);
+        }
         v[200] = f32::INFINITY;
         v[250] = f32::NAN;
         assert_eq!(first_non_finite(&v), Some((200, f32::INFINITY)));

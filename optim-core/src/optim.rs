@@ -16,7 +16,7 @@ use crate::nonfinite::{first_non_finite_in, NonFinitePolicy};
 use crate::optimizer::Optimizer;
 use crate::params::{Grads, Params};
 use crate::scalar::Scalar;
-use crate::state::{GroupState, OptimizerState, STATE_FORMAT_VERSION};
+use crate::state::{GroupState, OptimizerState, MAX_STEP, STATE_FORMAT_VERSION};
 use grad::{direct_view, Scratch};
 use par::Job;
 use slot::Slot;
@@ -445,6 +445,12 @@ pub(crate) fn check_header(state: &OptimizerState, name: &str) -> Result<()> {
             saved: state.optimizer.clone(),
             expected: name.to_string(),
         });
+    }
+    if state.step > MAX_STEP {
+        return Err(OptimError::BadState(format!(
+            "{name}: step count {} is beyond 2^53, the largest step count `t` holds exactly",
+            state.step
+        )));
     }
     Ok(())
 }

@@ -6,6 +6,11 @@ use crate::scalar::DType;
 /// Version of the exported-state layout; bumped on any incompatible change.
 pub const STATE_FORMAT_VERSION: u32 = 1;
 
+/// The largest step count restored state may hold: 2^53, the last count the equations'
+/// `t` (an `f64`) represents exactly, and far from where counting one more could
+/// overflow.
+pub const MAX_STEP: u64 = 1 << 53;
+
 /// The values of one tensor, in its element type.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TensorData {

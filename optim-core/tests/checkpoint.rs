@@ -414,6 +414,20 @@ fn each_mismatch_is_its_own_error_and_changes_nothing() {
             "cannot load optimizer state: lookahead takes no parameter groups of its own (they \
              belong to the inner optimizer)",
         ),
+        // Step counts that could not advance (found by reasoning about the fuzz target:
+        // importing u64::MAX, then stepping, overflowed).
+        (
+            state_edited(|s| s.params[2].step = u64::MAX),
+            &p,
+            "cannot load optimizer state: `weight`: step 18446744073709551615 is beyond \
+             2^53, the largest step count `t` holds exactly",
+        ),
+        (
+            state_edited(|s| inner_sgd(s).step = (1 << 53) + 1),
+            &p,
+            "cannot load optimizer state: sgd: step count 9007199254740993 is beyond 2^53, \
+             the largest step count `t` holds exactly",
+        ),
         // Missing and extra entries, in the file.
         (
             edited(&bytes, |(_, t)| t.retain(|t| t.0 != "inner/param/weight/b")),

@@ -5,7 +5,7 @@ use crate::algorithm::{Algorithm, StateInit};
 use crate::error::{OptimError, Result};
 use crate::params::Params;
 use crate::scalar::{DType, Scalar};
-use crate::state::{ParamState, TensorData, TensorState};
+use crate::state::{ParamState, TensorData, TensorState, MAX_STEP};
 use ndarray::ArrayD;
 use std::collections::BTreeMap;
 
@@ -139,6 +139,12 @@ impl<T: Scalar> Slot<T> {
                  taken at least one step"
                     .into(),
             ));
+        }
+        if saved.step > MAX_STEP {
+            return Err(bad(format!(
+                "step {} is beyond 2^53, the largest step count `t` holds exactly",
+                saved.step
+            )));
         }
         let mut states: Vec<Option<Vec<T>>> = vec![None; A::STATES.len()];
         for tensor in &saved.tensors {

@@ -249,7 +249,9 @@ pub fn from_bytes(bytes: &[u8]) -> Result<OptimizerState> {
             (key.as_str(), v.dtype, v.shape, v.data)
         }),
     );
-    if sum != saved_sum {
+    // Fuzzing (cargo fuzz sets `cfg(fuzzing)`) skips this check so that mutated
+    // metadata reaches the decoding and import checks behind it.
+    if sum != saved_sum && !cfg!(fuzzing) {
         return Err(OptimError::Checkpoint(format!(
             "checksum mismatch (stored {saved_sum}, computed {sum}): the file is corrupt"
         )));

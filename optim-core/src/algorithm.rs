@@ -58,11 +58,11 @@ pub struct ScalarSpec {
 pub enum GradView<'a, T> {
     /// One value per parameter element, in the parameter's memory order.
     Dense(&'a [T]),
-    /// Distinct rows in increasing order; `values` holds `width` values per row.
+    /// Distinct rows (in any order); `values` holds `width` values per row.
     Rows {
         /// Elements per row.
         width: usize,
-        /// Row indices, strictly increasing, all in bounds.
+        /// Row indices, distinct, all in bounds.
         rows: &'a [usize],
         /// `rows.len() * width` values.
         values: &'a [T],

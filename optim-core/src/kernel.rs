@@ -278,6 +278,32 @@ pub fn span_or_empty<T>(state: &mut [T], a: usize, b: usize) -> &mut [T] {
     }
 }
 
+/// Rows ahead that the sparse-row loop prefetches ([`prefetch_row`]).
+pub const PREFETCH_ROWS: usize = 4;
+
+/// Asks the CPU to start loading row `rows[j]` (of `width` elements) of `array` into
+/// cache: the sparse-row loop calls it for a row a few iterations ahead, so that rows
+/// scattered over a large table are fetched while earlier rows are computed. Does
+/// nothing for an empty (disabled) state, a row out of range, or off x86-64.
+#[inline(always)]
+pub fn prefetch_row<T>(array: &[T], rows: &[usize], j: usize, width: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(row) = rows
+        .get(j)
+        .and_then(|&r| array.get(r.wrapping_mul(width)..r.wrapping_mul(width).wrapping_add(width)))
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let bytes = std::mem::size_of_val(row);
+        let p = row.as_ptr().cast::<i8>();
+        for off in (0..bytes).step_by(64) {
+            // SAFETY: a prefetch never faults, and `p + off` stays inside `row`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(off)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (array, rows, j, width);
+}
+
 /// A state split at `mid`; a disabled (empty) state splits into two empty ones.
 #[inline]
 pub fn split_state<T>(state: &mut [T], mid: usize) -> (&mut [T], &mut [T]) {

@@ -6,7 +6,11 @@
 //! - per-step conditions (options, `t == 1`, RAdam's `ρ_t > 5`) become const generic
 //!   parameters of the element loop: each combination is its own monomorphized loop
 //!   without branches, chosen once per step;
-//! - the loop makes one pass over the parameter, gradient and state slices.
+//! - the loop makes one pass over the parameter, gradient and state slices;
+//! - the loop (`__elems`, `#[inline(always)]`) is handed to the runtime as a `__Chunk`
+//!   (an `optim_core::kernel::Kernel`): the runtime compiles it once per instruction set
+//!   (AVX2, AVX-512, portable) and picks one at run time, and splits a large span into
+//!   chunks for rayon. The generated code holds no `unsafe` and no `#[target_feature]`.
 
 use crate::model::*;
 use proc_macro2::{Ident, Literal, TokenStream};
@@ -949,6 +953,10 @@ fn kernel(m: &Model) -> TokenStream {
                 ::optim_core::GradView::Rows { width, rows, values } => {
                     let __ws = self.ws;
                     for (__j, &__r) in rows.iter().enumerate() {
+                        // Rows are scattered: start loading a later row's elements now.
+                        let __ahead = __j + ::optim_core::kernel::PREFETCH_ROWS;
+                        ::optim_core::kernel::prefetch_row(__ws, rows, __ahead, width);
+                        #(::optim_core::kernel::prefetch_row(#slices, rows, __ahead, width);)*
                         let (__a, __b) = (__r * width, __r * width + width);
                         let (Some(__wr), Some(__gr)) = (__ws.get_mut(__a..__b), values.get(__j * width..__j * width + width)) else {
                             return;

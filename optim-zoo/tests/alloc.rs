@@ -46,7 +46,8 @@ fn wiggly(n: usize, seed: usize) -> Vec<f32> {
 }
 
 /// A dense matrix, a vector, an embedding with a sparse-row gradient (repeated rows,
-/// unsorted, so the runtime sums and sorts them), and `many` small tensors.
+/// unsorted, so the runtime sums and sorts them), one with distinct rows out of order,
+/// `many` small tensors and one of `big` elements.
 fn setup(many: usize, big: usize) -> (Params<f32>, Grads<f32>) {
     let mut params = Params::new();
     let mut grads = Grads::new();
@@ -70,6 +71,14 @@ fn setup(many: usize, big: usize) -> (Params<f32>, Grads<f32>) {
         .unwrap();
     let rows = Array2::from_shape_vec((4, 8), wiggly(32, 6)).unwrap();
     grads.insert_rows("emb", vec![9, 2, 9, 40], rows);
+    params
+        .insert(
+            "emb2",
+            Array2::from_shape_vec((64, 8), wiggly(512, 7)).unwrap(),
+        )
+        .unwrap();
+    let rows = Array2::from_shape_vec((3, 8), wiggly(24, 8)).unwrap();
+    grads.insert_rows("emb2", vec![50, 3, 17], rows);
     for i in 0..many {
         let name = format!("layer{i}");
         params
@@ -124,7 +133,9 @@ fn steady_state_steps_do_not_allocate() {
     }
 
     // Two threads, a small step (stays on the calling thread): no allocation either.
+    // (The pool's threads allocate as they start: wait until they all run.)
     optim_core::set_num_threads(2).unwrap();
+    optim_core::kernel::in_pool(|| optim_core::rayon::broadcast(|_| ()));
     for &name in &names {
         let mut opt = registry.build::<f32>(&config(name)).unwrap();
         assert_eq!(

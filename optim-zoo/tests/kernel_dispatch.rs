@@ -18,7 +18,8 @@ fn wiggly<T: Scalar>(n: usize, seed: usize) -> Vec<T> {
 }
 
 /// A large tensor (split into chunks), many small ones (parallel tasks), a matrix in
-/// column-major order (the copy path) and an embedding with sparse rows.
+/// column-major order (the copy path) and embeddings with sparse rows (repeated, and
+/// distinct out of order).
 fn setup<T: Scalar>() -> (Params<T>, Grads<T>) {
     let mut params = Params::new();
     let mut grads = Grads::new();
@@ -45,6 +46,15 @@ fn setup<T: Scalar>() -> (Params<T>, Grads<T>) {
         .unwrap();
     let rows = Array2::from_shape_vec((5, 16), wiggly::<T>(80, 6)).unwrap();
     grads.insert_rows("emb", vec![400, 3, 77, 3, 499], rows);
+    // Distinct rows out of order: passed to the kernel as given, without a copy.
+    params
+        .insert(
+            "emb2",
+            Array2::from_shape_vec((300, 8), wiggly::<T>(2400, 7)).unwrap(),
+        )
+        .unwrap();
+    let rows = Array2::from_shape_vec((4, 8), wiggly::<T>(32, 8)).unwrap();
+    grads.insert_rows("emb2", vec![250, 7, 299, 0], rows);
     (params, grads)
 }
 

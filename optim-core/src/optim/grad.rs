@@ -92,8 +92,8 @@ impl<T: Scalar> Scratch<T> {
     /// The kernel's view of `grad` (already checked) for a parameter of `len` elements,
     /// under the algorithm's sparse rule.
     ///
-    /// Repeated sparse rows are summed in the order they appear. `Lazy` passes the
-    /// distinct rows in increasing order; `Densify` passes a dense gradient that is zero
+    /// Repeated sparse rows are summed in the order they appear. `Lazy` passes distinct
+    /// rows as given (sorted and summed first if some repeat); `Densify` passes a dense gradient that is zero
     /// outside the listed rows.
     pub(crate) fn view<'a>(
         &'a mut self,
@@ -121,6 +121,20 @@ impl<T: Scalar> Scratch<T> {
                         if let Some(view) = direct_view(grad, rule) {
                             return view;
                         }
+                        // Distinct rows in another order need no copy: the kernel steps
+                        // each row on its own, so their order does not matter.
+                        if let Some(v) = values.as_slice() {
+                            self.rows.clear();
+                            self.rows.extend_from_slice(rows);
+                            self.rows.sort_unstable();
+                            if self.rows.windows(2).all(|p| p[0] < p[1]) {
+                                return GradView::Rows {
+                                    width,
+                                    rows,
+                                    values: v,
+                                };
+                            }
+                        }
                         self.coalesce(rows, values.view());
                         GradView::Rows {
                             width,
@@ -145,12 +159,20 @@ impl<T: Scalar> Scratch<T> {
             let src = values.row(k);
             if self.rows.last() == Some(&rows[k]) {
                 let start = self.values.len() - width;
-                for (d, &s) in self.values[start..].iter_mut().zip(src.iter()) {
-                    *d = *d + s;
+                let dst = &mut self.values[start..];
+                match src.as_slice() {
+                    Some(src) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = *d + s),
+                    None => dst
+                        .iter_mut()
+                        .zip(src.iter())
+                        .for_each(|(d, &s)| *d = *d + s),
                 }
             } else {
                 self.rows.push(rows[k]);
-                self.values.extend(src.iter().copied());
+                match src.as_slice() {
+                    Some(src) => self.values.extend_from_slice(src),
+                    None => self.values.extend(src.iter().copied()),
+                }
             }
         }
     }

@@ -20,7 +20,9 @@
 //!   `momentum`, `sgdm`, `nag`), `rmsprop` and `lazyadam` under their default options;
 //!   other names show the generated kernel and the probe only.
 //! - `ALGO-many N THREADS` (e.g. `adam-many 4194304 1`): `N / 4096` tensors of 4096
-//!   elements in one step (1024 × 4096 for N = 4M), against one tensor of `N` elements.
+//!   elements in one step (1024 × 4096 for N = 4M), against one tensor of `N` elements,
+//!   and the hand-fused loop run over the same number of separate small tensors (what
+//!   the memory system charges for many tensors, with no bookkeeping).
 //! - `lazyadam-rows N THREADS` (e.g. `lazyadam-rows 67108864 1`): an embedding table of
 //!   `N / 64` rows × 64; a LazyAdam step whose sparse gradient touches 1024 distinct
 //!   rows (unsorted, as an embedding lookup gives them; and the same rows pre-sorted),
@@ -303,6 +305,21 @@ fn many(algo: &str, n: usize) -> f64 {
         .with("w", Array1::from(values(total, 1)))
         .unwrap();
     let g1 = Grads::new().with("w", Array1::from(values(total, 2)));
+    // The hand-fused loop over the same kind of separate small tensors: what the memory
+    // system charges for many tensors, without any optimizer bookkeeping.
+    let hand = Hand::from(opt_one.as_ref());
+    type Tensor = (Vec<f32>, Vec<f32>, Vec<Vec<f32>>); // parameter, gradient, states
+    let mut hm: Vec<Tensor> = (0..count)
+        .map(|i| {
+            let s = vec![vec![0.0f32; SIZE]; n_states];
+            (
+                values(SIZE, 10 + i as u64),
+                values(SIZE, 100_000 + i as u64),
+                s,
+            )
+        })
+        .collect();
+    let mut ht = 0u64;
     let (mut pw, pg) = (values(total, 3), values(total, 4));
     let mut ps: Vec<Vec<f32>> = vec![vec![0.0; total]; n_states];
     let mut variants = vec![
@@ -312,10 +329,26 @@ fn many(algo: &str, n: usize) -> f64 {
         Variant::new(&format!("1 x {total}"), total, bytes, || {
             opt_one.step(&mut p1, &g1).unwrap()
         }),
-        Variant::new("probe", total, bytes, || probe(&mut pw, &pg, &mut ps)),
     ];
+    if let Some(h) = &hand {
+        variants.push(Variant::new(
+            "hand-fused, same split",
+            total,
+            bytes,
+            move || {
+                ht += 1;
+                for (w, g, s) in hm.iter_mut() {
+                    h.step(ht, w, g, s);
+                }
+            },
+        ));
+    }
+    variants.push(Variant::new("probe", total, bytes, move || {
+        probe(&mut pw, &pg, &mut ps)
+    }));
+    let p = variants.len() - 1;
     measure(&mut variants);
-    report(&variants, Some(2), Some(1))
+    report(&variants, Some(p), Some(1))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -371,3 +371,31 @@ mod tests {
         assert_eq!((a.len(), b.len()), (2, 3));
     }
 }
+
+/// The mathematical sign, as the equations' `sign(x)`: 1 for positive, −1 for negative,
+/// `x` itself for ±0 and NaN (so `sign(0) = 0`, unlike Rust's `signum`, and as
+/// `torch.sign`). Written as selects, so the element loop still vectorizes.
+#[inline(always)]
+pub fn sign<T: num_traits::Float>(x: T) -> T {
+    if x > T::zero() {
+        T::one()
+    } else if x < T::zero() {
+        -T::one()
+    } else {
+        x
+    }
+}
+
+#[cfg(test)]
+mod sign_tests {
+    use super::sign;
+
+    #[test]
+    fn sign_is_the_mathematical_sign() {
+        assert_eq!(sign(2.5f32), 1.0);
+        assert_eq!(sign(-1e-30f64), -1.0);
+        assert_eq!(sign(0.0f32), 0.0);
+        assert!(sign(f64::NAN).is_nan());
+        assert_eq!(sign(f64::NEG_INFINITY), -1.0);
+    }
+}

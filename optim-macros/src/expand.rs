@@ -561,6 +561,7 @@ impl<'a> Gen<'a> {
                         let name = format_ident!("{}", f.name());
                         quote!(f64::#name(#a, #b))
                     }
+                    Func::Sign => quote!(::optim_core::kernel::sign(#a)),
                     _ => {
                         let name = format_ident!("{}", f.name());
                         quote!(f64::#name(#a))
@@ -690,6 +691,7 @@ impl<'a> Gen<'a> {
                         let name = format_ident!("{}", f.name());
                         quote!(#float::#name(#a, #b))
                     }
+                    Func::Sign => quote!(::optim_core::kernel::sign(#a)),
                     _ => {
                         let name = format_ident!("{}", f.name());
                         quote!(#float::#name(#a))

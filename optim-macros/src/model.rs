@@ -127,6 +127,8 @@ pub enum Func {
     Exp,
     Ln,
     Signum,
+    /// Mathematical sign: −1, 0 or 1 (0 stays 0, NaN stays NaN), as `torch.sign`.
+    Sign,
 }
 
 impl Func {
@@ -141,6 +143,7 @@ impl Func {
         ("exp", Func::Exp, 1),
         ("ln", Func::Ln, 1),
         ("signum", Func::Signum, 1),
+        ("sign", Func::Sign, 1),
     ];
 
     pub fn lookup(name: &str) -> Option<(Func, usize)> {

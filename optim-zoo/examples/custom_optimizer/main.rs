@@ -65,10 +65,9 @@ pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 )]
 pub fn lion(w: Param, g: Grad, m: State) {
     let c = beta1 * m + (1.0 - beta1) * g;
-    // sign(c) is 0 at 0 (paper, torch.sign); the DSL's `signum` is Rust's, ±1 at ±0.0, which
-    // would move the weights of always-blank pixels (gradient exactly 0) by α every step.
-    let sign = if c == 0.0 { 0.0 } else { signum(c) };
-    w -= lr * (sign + weight_decay * w);
+    // `sign` is 0 at 0 (the paper's, torch.sign); Rust's `signum` is ±1 at ±0.0 and would
+    // move the weights of always-blank pixels (gradient exactly 0) by α every step.
+    w -= lr * (sign(c) + weight_decay * w);
     m = beta2 * m + (1.0 - beta2) * g;
 }
 

@@ -283,7 +283,8 @@ pub fn model(
     })
 }
 
-fn camel(snake: &str) -> String {
+/// `lazy_adam` → `LazyAdam`: the generated type's name.
+pub(crate) fn camel(snake: &str) -> String {
     snake
         .split('_')
         .filter(|p| !p.is_empty())

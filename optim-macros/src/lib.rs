@@ -150,16 +150,7 @@ fn with_stub(
 ) -> proc_macro2::TokenStream {
     let errors = err.to_compile_error();
     let name = syn::ext::IdentExt::unraw(ident).to_string();
-    let camel: String = name
-        .split('_')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut c = p.chars();
-            c.next()
-                .map(|f| f.to_uppercase().chain(c).collect::<String>())
-                .unwrap_or_default()
-        })
-        .collect();
+    let camel = check::camel(&name);
     match syn::parse_str::<syn::Ident>(&camel) {
         Ok(ident) => quote::quote! {
             #errors

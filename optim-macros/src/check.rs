@@ -271,6 +271,7 @@ pub fn model(
         name,
         type_name: type_ident,
         doc: settings.docs,
+        lints: settings.passthrough,
         source,
         hypers,
         maximize,

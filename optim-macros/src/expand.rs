@@ -100,6 +100,7 @@ fn type_def(m: &Model) -> TokenStream {
     let name = &m.type_name;
     let vis = &m.vis;
     let docs = &m.doc;
+    let lints = &m.lints;
     let mut table = String::from("\n\n# Hyperparameters\n\n| name | default | valid | meaning |\n| --- | --- | --- | --- |\n");
     for h in &m.hypers {
         let range = match h.kind {
@@ -173,6 +174,7 @@ fn type_def(m: &Model) -> TokenStream {
     };
     quote! {
         #(#docs)*
+        #(#lints)*
         #[doc = #table]
         #[derive(Clone, Copy, Debug, PartialEq)]
         #vis struct #name {

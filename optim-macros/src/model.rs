@@ -70,6 +70,8 @@ pub struct Model {
     pub type_name: Ident,
     /// Rustdoc written on the fn.
     pub doc: Vec<syn::Attribute>,
+    /// Lint attributes (`allow`, `warn`, `deny`, `expect`) written on the fn, kept on the type.
+    pub lints: Vec<syn::Attribute>,
     /// The equations as written, for the generated docs.
     pub source: String,
     pub hypers: Vec<Hyper>,

@@ -227,13 +227,7 @@ fn run(args: &Args) -> AnyResult<report::Summary> {
         plots: vec!["loss_curves.svg".into()],
         seconds: started.elapsed().as_secs_f64(),
     };
-    report::write_json(&args.out.join("leaderboard.json"), &summary)?;
-    println!("{}", report::leaderboard(&summary));
-    println!(
-        "Loss curves and leaderboard.json in {} ({:.1} s)",
-        args.out.display(),
-        summary.seconds
-    );
+    report::publish(&summary, &args.out, "Loss curves")?;
     Ok(summary)
 }
 

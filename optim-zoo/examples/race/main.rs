@@ -132,13 +132,7 @@ fn run(args: &Args) -> AnyResult<Summary> {
         plots,
         seconds: started.elapsed().as_secs_f64(),
     };
-    report::write_json(&args.out.join("leaderboard.json"), &summary)?;
-    println!("\n{}", report::leaderboard(&summary));
-    println!(
-        "Plots and leaderboard.json in {} ({:.1} s)",
-        args.out.display(),
-        summary.seconds
-    );
+    report::publish(&summary, &args.out, "Plots")?;
     Ok(summary)
 }
 

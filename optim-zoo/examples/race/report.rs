@@ -125,6 +125,19 @@ pub fn write_json(path: &Path, summary: &Summary) -> AnyResult<()> {
     Ok(())
 }
 
+/// Writes `leaderboard.json` into `out`, prints the leaderboard and where the outputs are
+/// (`what`: "Plots", "Loss curves").
+pub fn publish(summary: &Summary, out: &Path, what: &str) -> AnyResult<()> {
+    write_json(&out.join("leaderboard.json"), summary)?;
+    println!("\n{}", leaderboard(summary));
+    println!(
+        "{what} and leaderboard.json in {} ({:.1} s)",
+        out.display(),
+        summary.seconds
+    );
+    Ok(())
+}
+
 /// The leaderboard as text: best final training loss first, diverged runs last.
 pub fn leaderboard(summary: &Summary) -> String {
     let mut ranked: Vec<&RunSummary> = summary.results.iter().collect();

@@ -834,6 +834,7 @@ fn kernel(m: &Model) -> TokenStream {
     let ty = &m.type_name;
     let mut g = Gen::new(m);
     let body = g.elem_stmts(&m.body);
+    let has_work = element_work(&m.body);
     // `maximize` is one more hoisted condition: the gradient is negated as it is loaded.
     let mut conds: Vec<TokenStream> = m.conds.iter().map(|c| g.step_expr(c)).collect();
     let max_cond = m.maximize.map(|i| {
@@ -923,6 +924,11 @@ fn kernel(m: &Model) -> TokenStream {
             #(#slices: &mut [T]),*
         ) {
             let __n = __ws.len();
+            // Const for each combination of hoisted conditions: a combination that writes
+            // nothing per element (Lookahead between syncs) skips the pass over memory.
+            if !(#has_work) {
+                return;
+            }
             #length_guard
             #grad_reslice
             #(#reslice)*
@@ -1048,6 +1054,45 @@ fn kernel(m: &Model) -> TokenStream {
                 #dispatch
             }
         }
+    }
+}
+
+/// Whether the element statements write anything, as an expression of the const
+/// hoisted conditions (`__C0`, ...); folded at compile time per combination.
+fn element_work(stmts: &[Stmt]) -> TokenStream {
+    let parts: Vec<TokenStream> = stmts
+        .iter()
+        .filter_map(|s| match s {
+            // Per-step lets and scalar assignments run in the prelude, not per element.
+            Stmt::Let { value, .. } if value.level <= Level::Step => None,
+            Stmt::Assign {
+                target: Target::Scalar(_),
+                ..
+            } => None,
+            Stmt::Let { .. } | Stmt::Assign { .. } => Some(quote!(true)),
+            Stmt::If {
+                cond,
+                then,
+                otherwise,
+            } => {
+                let a = element_work(&then.stmts);
+                let b = otherwise
+                    .as_ref()
+                    .map_or(quote!(false), |o| element_work(&o.stmts));
+                Some(match cond {
+                    Cond::Hoisted(k) => {
+                        let c = cond_param(*k);
+                        quote!(((#c && #a) || (!#c && #b)))
+                    }
+                    Cond::Inline(_) => quote!((#a || #b)),
+                })
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        quote!(false)
+    } else {
+        quote!(#(#parts)||*)
     }
 }
 

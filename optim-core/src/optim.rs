@@ -4,6 +4,7 @@
 mod grad;
 mod par;
 pub(crate) mod slot;
+pub(crate) mod table;
 
 pub(crate) use grad::{check_grads, with_flat};
 
@@ -20,8 +21,8 @@ use crate::state::{GroupState, OptimizerState, MAX_STEP, STATE_FORMAT_VERSION};
 use grad::{direct_view, Scratch};
 use par::Job;
 use slot::Slot;
-use std::collections::BTreeMap;
 use std::fmt;
+use table::SlotTable;
 
 /// A first-order optimizer: the algorithm `A` (its hyperparameters) applied to parameters
 /// of element type `T`.
@@ -46,7 +47,7 @@ pub struct Optim<A: Algorithm, T: Scalar> {
     epoch: u64,
     /// Successful `step` calls.
     steps: u64,
-    slots: BTreeMap<String, Slot<T>>,
+    slots: SlotTable<T>,
     scratch: Scratch<T>,
     /// The parameter, when it is not in standard layout.
     wbuf: Vec<T>,
@@ -58,6 +59,9 @@ pub struct Optim<A: Algorithm, T: Scalar> {
     jobs: Vec<Job<'static, A, T>>,
     /// Per parameter index, its deferred call in `jobs` (`usize::MAX`: none).
     by_param: Vec<usize>,
+    /// Per gradient of the current step, in order: its parameter's position and its
+    /// slot, if it has one (empty between steps; kept for its buffer).
+    plan: Vec<(usize, Option<usize>)>,
 }
 
 impl<A: Algorithm, T: Scalar> Optim<A, T> {
@@ -81,13 +85,14 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
             resolved: Vec::new(),
             epoch: 1,
             steps: 0,
-            slots: BTreeMap::new(),
+            slots: SlotTable::default(),
             scratch: Scratch::default(),
             wbuf: Vec::new(),
             policy: NonFinitePolicy::Propagate,
             skipped: Vec::new(),
             jobs: Vec::new(),
             by_param: Vec::new(),
+            plan: Vec::new(),
         })
     }
 
@@ -131,7 +136,7 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
 
     /// Updates every slot's group and frees the states its hyperparameters disable.
     fn refresh(&mut self) {
-        for (name, slot) in &mut self.slots {
+        for (name, slot) in self.slots.iter_mut() {
             let a = hyper_for(
                 &self.base,
                 &self.groups,
@@ -142,6 +147,32 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
             );
             slot.prune(a);
         }
+    }
+}
+
+impl<A: Algorithm, T: Scalar> Optim<A, T> {
+    /// Checks every gradient (see [`check_grads`]) and each parameter's shape against
+    /// its state, and with the `Error` policy that gradients are finite. Calls
+    /// `found((position, slot))` for each gradient, in order, once it passed, so that
+    /// `step` finds parameters and slots without searching again.
+    fn check_and_plan(
+        &self,
+        params: &Params<T>,
+        grads: &Grads<T>,
+        mut found: impl FnMut((usize, Option<usize>)),
+    ) -> Result<()> {
+        check_grads(params, grads, |index, name, param| {
+            let at = self.slots.find(index, name);
+            if let Some(at) = at {
+                self.slots.at(at).check_shape(name, param)?;
+            }
+            found((index, at));
+            Ok(())
+        })?;
+        if self.policy == NonFinitePolicy::Error {
+            check_finite(grads)?;
+        }
+        Ok(())
     }
 }
 
@@ -227,18 +258,17 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
     }
 
     fn check(&self, params: &Params<T>, grads: &Grads<T>) -> Result<()> {
-        check_grads(params, grads, |_, name, param| match self.slots.get(name) {
-            Some(slot) => slot.check_shape(name, param),
-            None => Ok(()),
-        })?;
-        if self.policy == NonFinitePolicy::Error {
-            check_finite(grads)?;
-        }
-        Ok(())
+        self.check_and_plan(params, grads, |_| ())
     }
 
     fn step(&mut self, params: &mut Params<T>, grads: &Grads<T>) -> Result<()> {
-        self.check(params, grads)?;
+        let mut plan = std::mem::take(&mut self.plan);
+        plan.clear();
+        let checked = self.check_and_plan(params, grads, |found| plan.push(found));
+        if let Err(e) = checked {
+            self.plan = plan;
+            return Err(e);
+        }
         // With more than one thread, the kernel calls that need no scratch buffer are
         // deferred, then run together: in parallel when their total work is large
         // enough (many small tensors), else in order on this thread. With one thread,
@@ -263,33 +293,28 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
             ..
         } = self;
         skipped.clear();
-        let mut hint = 0;
-        for (gname, grad) in grads.iter() {
+        for ((gname, grad), &(index, found)) in grads.iter().zip(&plan) {
             if *policy == NonFinitePolicy::SkipParam && first_non_finite_in(grad).is_some() {
                 skipped.push(gname.to_string());
                 continue;
             }
-            // `check` found every name; look where the previous one was first.
-            let index = if hint < params.len() && params.entry_mut(hint).0 == gname {
-                hint
-            } else {
-                match params.index_of(gname) {
-                    Some(i) => i,
-                    None => continue,
-                }
-            };
-            hint = index + 1;
             let (name, param) = params.entry_mut(index);
-            let slot = match slots.get_mut(name) {
-                Some(slot) => slot,
+            let at = match found {
+                Some(at) => {
+                    slots.remember(index, at);
+                    at
+                }
                 None => {
                     let group = groups.iter().position(|g| g.selector.matches(name));
                     let a = group.and_then(|g| resolved.get(g)).unwrap_or(base);
                     let mut slot = Slot::new(a, param);
                     (slot.group, slot.epoch) = (group, *epoch);
-                    slots.entry(name.to_string()).or_insert(slot)
+                    let at = slots.insert(name, slot);
+                    slots.remember(index, at);
+                    at
                 }
             };
+            let slot = slots.at_mut(at);
             let a = hyper_for(base, groups, resolved, *epoch, name, slot);
             slot.prepare(a, param);
             slot.t += 1;
@@ -314,7 +339,7 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
         }
         if !jobs.is_empty() {
             // Every slot and parameter can now be borrowed at once.
-            for slot in slots.values_mut() {
+            for slot in slots.slots_mut() {
                 if let Some(j) = slot.job.take() {
                     jobs[j].slot = Some(slot);
                 }
@@ -328,6 +353,7 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
         }
         self.jobs = par::recycle(jobs);
         self.by_param = by_param;
+        self.plan = plan;
         self.steps += 1;
         Ok(())
     }
@@ -339,7 +365,8 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
     fn export_state(&self) -> OptimizerState {
         let params = self
             .slots
-            .iter()
+            .sorted()
+            .into_iter()
             .map(|(name, slot)| {
                 let group = self.groups.iter().position(|g| g.selector.matches(name));
                 let a = group
@@ -489,6 +516,7 @@ impl<A: Algorithm, T: Scalar> Clone for Optim<A, T> {
             skipped: self.skipped.clone(),
             jobs: Vec::new(),
             by_param: Vec::new(),
+            plan: Vec::new(),
         }
     }
 }

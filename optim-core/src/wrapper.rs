@@ -6,12 +6,12 @@ use crate::group::Group;
 use crate::hyper::{HyperSpec, HyperValue};
 use crate::nonfinite::NonFinitePolicy;
 use crate::optim::slot::{self, Slot};
+use crate::optim::table::SlotTable;
 use crate::optim::{check_header, export_hyper, import_hyper, unknown_hyper, with_flat};
 use crate::optimizer::Optimizer;
 use crate::params::{Grads, Params};
 use crate::scalar::Scalar;
 use crate::state::{OptimizerState, STATE_FORMAT_VERSION};
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// The rule `R` (Lookahead) around an inner optimizer.
@@ -29,7 +29,7 @@ pub struct Wrapped<R: Algorithm, T: Scalar> {
     /// Steps of the whole optimizer.
     n: u64,
     /// Rule state per parameter name; a slot's `t` counts rule steps it has taken.
-    slots: BTreeMap<String, Slot<T>>,
+    slots: SlotTable<T>,
     /// The parameter, when it is not in standard layout.
     wbuf: Vec<T>,
 }
@@ -50,7 +50,7 @@ impl<R: Algorithm, T: Scalar> Wrapped<R, T> {
             rule,
             inner,
             n: 0,
-            slots: BTreeMap::new(),
+            slots: SlotTable::default(),
             wbuf: Vec::new(),
         })
     }
@@ -120,7 +120,7 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
         rule.set_hyper(name, value)?;
         rule.validate()?;
         self.rule = rule;
-        for slot in self.slots.values_mut() {
+        for slot in self.slots.slots_mut() {
             slot.prune(&self.rule);
         }
         Ok(())
@@ -132,9 +132,9 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
 
     fn check(&self, params: &Params<T>, grads: &Grads<T>) -> Result<()> {
         self.inner.check(params, grads)?;
-        for (name, param) in params.iter() {
-            if let Some(slot) = self.slots.get(name) {
-                slot.check_shape(name, param)?;
+        for (index, (name, param)) in params.iter().enumerate() {
+            if let Some(at) = self.slots.find(index, name) {
+                self.slots.at(at).check_shape(name, param)?;
             }
         }
         Ok(())
@@ -144,14 +144,14 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
         self.check(params, grads)?;
         // New parameters get their rule state before the inner step (slow weights start
         // as the initial parameters).
-        for (name, param) in params.iter() {
-            if !self.slots.contains_key(name) {
-                self.slots
-                    .insert(name.to_string(), Slot::new(&self.rule, param));
+        for (index, (name, param)) in params.iter().enumerate() {
+            if self.slots.locate(index, name).is_none() {
+                let at = self.slots.insert(name, Slot::new(&self.rule, param));
+                self.slots.remember(index, at);
             }
         }
         if let Err(e) = self.inner.step(params, grads) {
-            self.slots.retain(|_, slot| slot.t > 0);
+            self.slots.retain(|slot| slot.t > 0);
             return Err(e);
         }
         self.n += 1;
@@ -159,9 +159,10 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
         let skipped = self.inner.skipped();
         for index in 0..params.len() {
             let (name, param) = params.entry_mut(index);
-            let Some(slot) = self.slots.get_mut(name) else {
+            let Some(at) = self.slots.find(index, name) else {
                 continue; // every parameter got a slot above
             };
+            let slot = self.slots.at_mut(at);
             if !skipped.is_empty() && skipped.iter().any(|s| s == name) {
                 continue;
             }
@@ -189,7 +190,8 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
             step: self.n,
             params: self
                 .slots
-                .iter()
+                .sorted()
+                .into_iter()
                 .map(|(name, slot)| slot.export(name, &self.rule))
                 .collect(),
             inner: Some(Box::new(self.inner.export_state())),

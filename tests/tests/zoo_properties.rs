@@ -396,3 +396,81 @@ fn optimizers_print_and_their_clones_evolve_identically_and_independently() {
         );
     }
 }
+
+/// Parameters named `names` (in that order), each of 3 elements with values fixed by its
+/// name, so that the same parameter has the same values whatever its position.
+fn named_params(names: &[&str], from: &Params<f64>) -> Params<f64> {
+    let mut p = Params::new();
+    for &name in names {
+        let value = match from.get(name) {
+            Some(v) => v.clone(),
+            None => {
+                let seed = name.bytes().map(f64::from).sum::<f64>();
+                ndarray::Array1::from_iter((0..3).map(|i| (seed + i as f64).sin())).into_dyn()
+            }
+        };
+        p.insert(name, value).unwrap();
+    }
+    p
+}
+
+/// Gradients for `names` (in that order) at step `k`, fixed by name and step.
+fn named_grads(names: &[&str], k: usize) -> Grads<f64> {
+    let mut g = Grads::new();
+    for &name in names {
+        let seed = name.bytes().map(f64::from).sum::<f64>();
+        g.insert(
+            name,
+            ndarray::Array1::from_iter(
+                (0..3).map(|i| ((seed * 0.1 + (k * 3 + i) as f64) * 0.7).cos()),
+            ),
+        );
+    }
+    g
+}
+
+/// The optimizer finds each parameter's state by name, not by position: stepping
+/// parameters that are reordered, added and dropped between steps (the optimizer
+/// remembers positions to find states fast) gives each parameter exactly the values it
+/// gets when every step lists the parameters in one fixed order.
+#[test]
+fn state_follows_the_name_whatever_the_order_of_parameters() {
+    // (parameter order, gradient order) per step.
+    let steps: [(&[&str], &[&str]); 5] = [
+        (&["a", "b", "c"], &["a", "b", "c"]),
+        (&["a", "b", "c"], &["a", "b", "c"]),
+        (&["c", "a", "b", "d"], &["b", "d", "a"]),
+        (&["d", "b", "c", "a"], &["c", "a", "d", "b"]),
+        (&["b", "a", "d", "c"], &["a", "b", "c", "d"]),
+    ];
+    let fixed = ["a", "b", "c", "d"];
+    for name in zoo_names() {
+        let mut shuffled = build::<f64>(&config(name));
+        let mut ordered = build::<f64>(&config(name));
+        let mut p_shuffled = named_params(&["a", "b", "c"], &Params::new());
+        let mut p_ordered = p_shuffled.clone();
+        for (k, (param_order, grad_order)) in steps.iter().enumerate() {
+            p_shuffled = named_params(param_order, &p_shuffled);
+            shuffled
+                .step(&mut p_shuffled, &named_grads(grad_order, k))
+                .unwrap();
+            // The same parameters and gradients, listed in the fixed order.
+            let in_fixed = |names: &[&str]| -> Vec<&str> {
+                fixed
+                    .iter()
+                    .copied()
+                    .filter(|n| names.contains(n))
+                    .collect()
+            };
+            p_ordered = named_params(&in_fixed(param_order), &p_ordered);
+            ordered
+                .step(&mut p_ordered, &named_grads(&in_fixed(grad_order), k))
+                .unwrap();
+        }
+        for n in fixed {
+            assert_eq!(p_shuffled.get(n), p_ordered.get(n), "{name}: parameter {n}");
+            assert_eq!(shuffled.step_count(n), ordered.step_count(n), "{name}: {n}");
+        }
+        assert_eq!(shuffled.export_state(), ordered.export_state(), "{name}");
+    }
+}

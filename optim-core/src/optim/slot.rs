@@ -3,11 +3,11 @@
 
 use crate::algorithm::{Algorithm, StateInit};
 use crate::error::{OptimError, Result};
+use crate::optim::table::SlotTable;
 use crate::params::Params;
 use crate::scalar::{DType, Scalar};
 use crate::state::{ParamState, TensorData, TensorState, MAX_STEP};
 use ndarray::ArrayD;
-use std::collections::BTreeMap;
 
 /// Per-parameter state, keyed by the parameter's name in its owner.
 #[derive(Clone, Debug)]
@@ -238,8 +238,8 @@ pub(crate) fn import_all<'a, A: Algorithm, T: Scalar>(
     saved: &[ParamState],
     params: &Params<T>,
     hyper_of: impl Fn(&str) -> &'a A,
-) -> Result<BTreeMap<String, Slot<T>>> {
-    let mut slots = BTreeMap::new();
+) -> Result<SlotTable<T>> {
+    let mut slots = SlotTable::default();
     for state in saved {
         let name = state.param.as_str();
         let Some(param) = params.get(name) else {
@@ -251,15 +251,12 @@ pub(crate) fn import_all<'a, A: Algorithm, T: Scalar>(
                 "state for parameter `{name}`, which is not among the parameters{hint}"
             )));
         };
-        if slots.contains_key(name) {
+        if slots.contains(name) {
             return Err(OptimError::BadState(format!(
                 "parameter `{name}` appears twice"
             )));
         }
-        slots.insert(
-            name.to_string(),
-            Slot::import(state, param, hyper_of(name))?,
-        );
+        slots.insert(name, Slot::import(state, param, hyper_of(name))?);
     }
     Ok(slots)
 }

@@ -3,15 +3,42 @@
 use crate::error::{OptimError, Result};
 use crate::scalar::Scalar;
 use ndarray::{ArrayD, Dimension};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Positions by name, so that inserting and finding a name costs O(1) however many
+/// names there are (a linear search made building the gradients of a 1024-tensor model
+/// cost 1.6 µs per tensor, more than the optimizer step itself).
+#[derive(Clone, Default, PartialEq)]
+struct NameIndex(HashMap<String, usize>);
+
+impl NameIndex {
+    fn get(&self, name: &str) -> Option<usize> {
+        self.0.get(name).copied()
+    }
+
+    fn insert(&mut self, name: &str, position: usize) {
+        self.0.insert(name.to_string(), position);
+    }
+}
 
 /// Named parameter arrays of any dimension, in insertion order.
 ///
 /// Arrays are stored contiguous in standard (C) order, so the optimizer can step them as
 /// flat slices; an array inserted in another layout is copied into standard order once.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Params<T> {
     names: Vec<String>,
     arrays: Vec<ArrayD<T>>,
+    index: NameIndex,
+}
+
+impl<T: fmt::Debug> fmt::Debug for Params<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.names.iter().zip(&self.arrays))
+            .finish()
+    }
 }
 
 impl<T: Scalar> Params<T> {
@@ -20,6 +47,7 @@ impl<T: Scalar> Params<T> {
         Params {
             names: Vec::new(),
             arrays: Vec::new(),
+            index: NameIndex::default(),
         }
     }
 
@@ -39,6 +67,7 @@ impl<T: Scalar> Params<T> {
         } else {
             value.as_standard_layout().into_owned()
         };
+        self.index.insert(&name, self.names.len());
         self.names.push(name);
         self.arrays.push(value);
         Ok(())
@@ -66,7 +95,7 @@ impl<T: Scalar> Params<T> {
 
     /// Position of `name` in insertion order.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| n == name)
+        self.index.get(name)
     }
 
     /// Names in insertion order.
@@ -105,6 +134,11 @@ impl<T: Scalar> Params<T> {
         self.arrays.iter().map(|a| a.len()).sum()
     }
 
+    /// The parameter at `index` (in insertion order) with its name.
+    pub fn entry(&self, index: usize) -> (&str, &ArrayD<T>) {
+        (&self.names[index], &self.arrays[index])
+    }
+
     /// The parameter at `index` with its name, mutably.
     pub fn entry_mut(&mut self, index: usize) -> (&str, &mut ArrayD<T>) {
         (&self.names[index], &mut self.arrays[index])
@@ -129,9 +163,18 @@ pub enum Grad<T> {
 
 /// Gradients by parameter name. A parameter without an entry has no gradient this step:
 /// it is skipped and its state does not advance.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Grads<T> {
     entries: Vec<(String, Grad<T>)>,
+    index: NameIndex,
+}
+
+impl<T: fmt::Debug> fmt::Debug for Grads<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.entries.iter().map(|(n, g)| (n, g)))
+            .finish()
+    }
 }
 
 impl<T: Scalar> Grads<T> {
@@ -139,6 +182,7 @@ impl<T: Scalar> Grads<T> {
     pub fn new() -> Self {
         Grads {
             entries: Vec::new(),
+            index: NameIndex::default(),
         }
     }
 
@@ -168,23 +212,23 @@ impl<T: Scalar> Grads<T> {
     }
 
     fn set(&mut self, name: String, grad: Grad<T>) {
-        match self.entries.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = grad,
-            None => self.entries.push((name, grad)),
+        match self.index.get(&name) {
+            Some(i) => self.entries[i].1 = grad,
+            None => {
+                self.index.insert(&name, self.entries.len());
+                self.entries.push((name, grad));
+            }
         }
     }
 
     /// The gradient of `name`, if given.
     pub fn get(&self, name: &str) -> Option<&Grad<T>> {
-        self.entries.iter().find(|(n, _)| n == name).map(|(_, g)| g)
+        self.index.get(name).map(|i| &self.entries[i].1)
     }
 
     /// Mutable access to the gradient of `name` (for clipping).
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Grad<T>> {
-        self.entries
-            .iter_mut()
-            .find(|(n, _)| n == name)
-            .map(|(_, g)| g)
+        self.index.get(name).map(|i| &mut self.entries[i].1)
     }
 
     /// `(name, gradient)` pairs.
@@ -200,6 +244,7 @@ impl<T: Scalar> Grads<T> {
     /// Removes every gradient, keeping nothing.
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.index.0.clear();
     }
 
     /// Number of gradients given.

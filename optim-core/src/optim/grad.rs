@@ -12,27 +12,24 @@ use ndarray::{ArrayD, ArrayView2};
 /// values and rows in bounds. Non-finite values are not checked.
 ///
 /// Calls `found(index, name, param)` for each gradient once it passed, in `grads` order.
-/// Finding the parameters is linear overall when gradients come in parameter order.
+/// Each parameter is found in O(1): one name comparison when gradients come in parameter
+/// order (the usual case), else a hash lookup.
 pub(crate) fn check_grads<'p, T: Scalar>(
     params: &'p Params<T>,
     grads: &Grads<T>,
     mut found: impl FnMut(usize, &'p str, &'p ArrayD<T>) -> Result<()>,
 ) -> Result<()> {
-    let mut walk = params.iter().enumerate();
+    let mut next = 0;
     for (name, grad) in grads.iter() {
-        let hit = match walk.by_ref().find(|(_, (n, _))| *n == name) {
-            Some(hit) => Some(hit),
-            None => {
-                walk = params.iter().enumerate();
-                walk.by_ref().find(|(_, (n, _))| *n == name)
-            }
-        };
-        let Some((index, (pname, param))) = hit else {
+        let guess = (next < params.len() && params.entry(next).0 == name).then_some(next);
+        let Some(index) = guess.or_else(|| params.index_of(name)) else {
             return Err(OptimError::UnknownParam {
                 name: name.to_string(),
                 suggestion: crate::suggest::closest(name, params.names()).map(str::to_string),
             });
         };
+        next = index + 1;
+        let (pname, param) = params.entry(index);
         check_one(name, param, grad)?;
         found(index, pname, param)?;
     }

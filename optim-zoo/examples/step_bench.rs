@@ -19,10 +19,11 @@
 //!   Hand-fused and ndarray versions exist for `adam`, `adamw`, `sgd` (and its presets
 //!   `momentum`, `sgdm`, `nag`), `rmsprop` and `lazyadam` under their default options;
 //!   other names show the generated kernel and the probe only.
-//! - `ALGO-many N THREADS` (e.g. `adam-many 4194304 1`): `N / 4096` tensors of 4096
-//!   elements in one step (1024 × 4096 for N = 4M), against one tensor of `N` elements,
-//!   and the hand-fused loop run over the same number of separate small tensors (what
-//!   the memory system charges for many tensors, with no bookkeeping).
+//! - `ALGO-many N THREADS [SIZE]` (e.g. `adam-many 4194304 1`): `N / SIZE` tensors of
+//!   `SIZE` elements (default 4096) in one step (1024 × 4096 for N = 4M), against one
+//!   tensor of `N` elements, and the hand-fused loop run over the same number of
+//!   separate small tensors (what the memory system charges for many tensors, with no
+//!   bookkeeping). A tiny `SIZE` (say 16) shows the optimizer's cost per tensor.
 //! - `lazyadam-rows N THREADS` (e.g. `lazyadam-rows 67108864 1`): an embedding table of
 //!   `N / 64` rows × 64; a LazyAdam step whose sparse gradient touches 1024 distinct
 //!   rows (unsorted, as an embedding lookup gives them; and the same rows pre-sorted),
@@ -44,7 +45,8 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() != 3 {
+    let many_size = args[0].ends_with("-many") && args.len() == 4;
+    if args.len() != 3 && !many_size {
         eprintln!("usage: step_bench ALGO N THREADS   (see the example's documentation)");
         std::process::exit(2);
     }
@@ -71,7 +73,11 @@ fn main() {
     let ns = if algo == "lazyadam-rows" {
         lazy_rows(n)
     } else if let Some(base) = algo.strip_suffix("-many") {
-        many(base, n)
+        let size = match args.get(3) {
+            Some(s) => parse(s, "SIZE"),
+            None => 4096,
+        };
+        many(base, n, size)
     } else {
         dense(algo, n)
     };
@@ -297,10 +303,9 @@ fn check_same_bits(algo: &str, hand: &Hand, n: usize) {
 // ---------------------------------------------------------------------------------------
 // Many small tensors vs one large one
 
-fn many(algo: &str, n: usize) -> f64 {
-    const SIZE: usize = 4096;
-    let count = (n / SIZE).max(1);
-    let total = count * SIZE;
+fn many(algo: &str, n: usize, size: usize) -> f64 {
+    let count = (n / size).max(1);
+    let total = count * size;
     let mut opt_many = build(json!({ "optimizer": algo }));
     let mut opt_one = build(json!({ "optimizer": algo }));
     let n_states = states_of(opt_one.as_ref());
@@ -309,9 +314,9 @@ fn many(algo: &str, n: usize) -> f64 {
     let mut gm = Grads::new();
     for i in 0..count {
         let name = format!("layer{i:05}");
-        pm.insert(name.clone(), Array1::from(values(SIZE, 10 + i as u64)))
+        pm.insert(name.clone(), Array1::from(values(size, 10 + i as u64)))
             .unwrap();
-        gm.insert(name, Array1::from(values(SIZE, 100_000 + i as u64)));
+        gm.insert(name, Array1::from(values(size, 100_000 + i as u64)));
     }
     let mut p1 = Params::new()
         .with("w", Array1::from(values(total, 1)))
@@ -323,10 +328,10 @@ fn many(algo: &str, n: usize) -> f64 {
     type Tensor = (Vec<f32>, Vec<f32>, Vec<Vec<f32>>); // parameter, gradient, states
     let mut hm: Vec<Tensor> = (0..count)
         .map(|i| {
-            let s = vec![vec![0.0f32; SIZE]; n_states];
+            let s = vec![vec![0.0f32; size]; n_states];
             (
-                values(SIZE, 10 + i as u64),
-                values(SIZE, 100_000 + i as u64),
+                values(size, 10 + i as u64),
+                values(size, 100_000 + i as u64),
                 s,
             )
         })
@@ -335,7 +340,7 @@ fn many(algo: &str, n: usize) -> f64 {
     let (mut pw, pg) = (values(total, 3), values(total, 4));
     let mut ps: Vec<Vec<f32>> = Vec::new();
     let mut variants = vec![
-        Variant::new(&format!("{count} x {SIZE}"), total, bytes, || {
+        Variant::new(&format!("{count} x {size}"), total, bytes, || {
             opt_many.step(&mut pm, &gm).unwrap()
         }),
         Variant::new(&format!("1 x {total}"), total, bytes, || {
@@ -363,7 +368,16 @@ fn many(algo: &str, n: usize) -> f64 {
     }));
     let p = variants.len() - 1;
     measure(&mut variants);
-    report(&variants, Some(p), Some(1))
+    let ns = report(&variants, Some(p), Some(1));
+    if hand.is_some() {
+        // What the optimizer adds per tensor over the hand loop on the same split.
+        let extra = (variants[0].best() - variants[2].best()) / count as f64;
+        println!(
+            "# optimizer cost per tensor over the hand loop: {:.0} ns",
+            extra * 1e9
+        );
+    }
+    ns
 }
 
 // ---------------------------------------------------------------------------------------

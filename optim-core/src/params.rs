@@ -257,3 +257,47 @@ impl<T: Scalar> Grads<T> {
         self.entries.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn params_keep_insertion_order_and_reject_duplicates() {
+        let mut p = Params::new();
+        for (i, name) in ["w2", "b", "w1"].into_iter().enumerate() {
+            p.insert(name, array![i as f64]).unwrap();
+        }
+        assert!(matches!(
+            p.insert("b", array![9.0]),
+            Err(OptimError::DuplicateParam(n)) if n == "b"
+        ));
+        assert_eq!(p.names().collect::<Vec<_>>(), ["w2", "b", "w1"]);
+        assert_eq!(p.index_of("w1"), Some(2));
+        assert_eq!(p.get("b").map(|a| a[[0]]), Some(1.0));
+        assert_eq!(p.index_of("nope"), None);
+        assert_eq!(p.entry(0).0, "w2");
+    }
+
+    #[test]
+    fn grads_replace_by_name_and_forget_on_clear() {
+        let mut g = Grads::new();
+        g.insert("a", array![1.0f32]);
+        g.insert("b", array![2.0f32]);
+        g.insert("a", array![3.0f32]);
+        assert_eq!(g.len(), 2);
+        let order: Vec<&str> = g.iter().map(|(n, _)| n).collect();
+        assert_eq!(order, ["a", "b"]);
+        assert_eq!(g.get("a"), Some(&Grad::Dense(array![3.0f32].into_dyn())));
+        if let Some(Grad::Dense(a)) = g.get_mut("b") {
+            a[[0]] = 5.0;
+        }
+        assert_eq!(g.get("b"), Some(&Grad::Dense(array![5.0f32].into_dyn())));
+        g.clear();
+        assert!(g.is_empty() && g.get("a").is_none());
+        g.insert("b", array![7.0f32]);
+        assert_eq!(g.iter().count(), 1);
+        assert_eq!(g.get("b"), Some(&Grad::Dense(array![7.0f32].into_dyn())));
+    }
+}

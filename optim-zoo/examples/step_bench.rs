@@ -310,12 +310,17 @@ fn many(algo: &str, n: usize, size: usize) -> f64 {
     let mut opt_one = build(json!({ "optimizer": algo }));
     let n_states = states_of(opt_one.as_ref());
     let bytes = (3 + 2 * n_states) * 4 * total;
+    // As in a model: the parameters are allocated together (at initialisation), then
+    // the gradients together (by backpropagation).
     let mut pm = Params::new();
     let mut gm = Grads::new();
     for i in 0..count {
         let name = format!("layer{i:05}");
-        pm.insert(name.clone(), Array1::from(values(size, 10 + i as u64)))
+        pm.insert(name, Array1::from(values(size, 10 + i as u64)))
             .unwrap();
+    }
+    for i in 0..count {
+        let name = format!("layer{i:05}");
         gm.insert(name, Array1::from(values(size, 100_000 + i as u64)));
     }
     let mut p1 = Params::new()
@@ -324,17 +329,25 @@ fn many(algo: &str, n: usize, size: usize) -> f64 {
     let g1 = Grads::new().with("w", Array1::from(values(total, 2)));
     // The hand-fused loop over the same kind of separate small tensors: what the memory
     // system charges for many tensors, without any optimizer bookkeeping.
+    // Allocated in the same order as the optimizer's: parameters, gradients, then each
+    // state kind over all tensors.
     let hand = Hand::from(opt_one.as_ref());
     type Tensor = (Vec<f32>, Vec<f32>, Vec<Vec<f32>>); // parameter, gradient, states
-    let mut hm: Vec<Tensor> = (0..count)
-        .map(|i| {
-            let s = vec![vec![0.0f32; size]; n_states];
-            (
-                values(size, 10 + i as u64),
-                values(size, 100_000 + i as u64),
-                s,
-            )
-        })
+    let hw: Vec<Vec<f32>> = (0..count).map(|i| values(size, 10 + i as u64)).collect();
+    let hg: Vec<Vec<f32>> = (0..count)
+        .map(|i| values(size, 100_000 + i as u64))
+        .collect();
+    let mut hs: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(n_states); count];
+    for _ in 0..n_states {
+        for s in hs.iter_mut() {
+            s.push(vec![0.0f32; size]);
+        }
+    }
+    let mut hm: Vec<Tensor> = hw
+        .into_iter()
+        .zip(hg)
+        .zip(hs)
+        .map(|((w, g), s)| (w, g, s))
         .collect();
     let mut ht = 0u64;
     let (mut pw, pg) = (values(total, 3), values(total, 4));
@@ -369,8 +382,9 @@ fn many(algo: &str, n: usize, size: usize) -> f64 {
     let p = variants.len() - 1;
     measure(&mut variants);
     let ns = report(&variants, Some(p), Some(1));
-    if hand.is_some() {
-        // What the optimizer adds per tensor over the hand loop on the same split.
+    if hand.is_some() && optim_core::num_threads() == 1 {
+        // What the optimizer adds per tensor over the hand loop on the same split (which
+        // runs on one thread: each of its tensors is below the parallel threshold).
         let extra = (variants[0].best() - variants[2].best()) / count as f64;
         println!(
             "# optimizer cost per tensor over the hand loop: {:.0} ns",

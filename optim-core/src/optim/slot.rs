@@ -32,7 +32,15 @@ impl<T: Scalar> Slot<T> {
     /// Fresh state for `param` under `a`: enabled states initialised, scalars at their
     /// initial values, step 0.
     pub(crate) fn new<A: Algorithm>(a: &A, param: &ArrayD<T>) -> Self {
-        let mut slot = Slot {
+        let mut slot = Self::unprepared::<A>(a, param);
+        slot.prepare(a, param);
+        slot
+    }
+
+    /// Like [`Slot::new`] but with no element-wise state allocated yet ([`Slot::prepare`]
+    /// and [`Slot::prepare_state`] allocate them).
+    pub(crate) fn unprepared<A: Algorithm>(a: &A, param: &ArrayD<T>) -> Self {
+        Slot {
             shape: param.shape().to_vec(),
             t: 0,
             states: vec![Vec::new(); A::STATES.len()],
@@ -40,9 +48,7 @@ impl<T: Scalar> Slot<T> {
             group: None,
             epoch: 0,
             job: None,
-        };
-        slot.prepare(a, param);
-        slot
+        }
     }
 
     /// Number of elements of the parameter.
@@ -54,18 +60,26 @@ impl<T: Scalar> Slot<T> {
     /// (a `Fill` state at its fill value, a `CopyOfParam` state as a copy of `param`) and
     /// frees disabled ones. Allocates nothing when nothing changed.
     pub(crate) fn prepare<A: Algorithm>(&mut self, a: &A, param: &ArrayD<T>) {
+        for i in 0..A::STATES.len() {
+            self.prepare_state(i, a, param);
+        }
+    }
+
+    /// [`Slot::prepare`] for the state `i` only.
+    pub(crate) fn prepare_state<A: Algorithm>(&mut self, i: usize, a: &A, param: &ArrayD<T>) {
         let len = self.len();
-        for (i, (spec, state)) in A::STATES.iter().zip(&mut self.states).enumerate() {
-            if !a.state_enabled(i) {
-                if !state.is_empty() {
-                    *state = Vec::new();
-                }
-            } else if state.is_empty() && len > 0 {
-                *state = match spec.init {
-                    StateInit::Fill => vec![T::from_f64(a.state_fill(i)); len],
-                    StateInit::CopyOfParam => param.iter().copied().collect(),
-                };
+        let (Some(spec), Some(state)) = (A::STATES.get(i), self.states.get_mut(i)) else {
+            return;
+        };
+        if !a.state_enabled(i) {
+            if !state.is_empty() {
+                *state = Vec::new();
             }
+        } else if state.is_empty() && len > 0 {
+            *state = match spec.init {
+                StateInit::Fill => vec![T::from_f64(a.state_fill(i)); len],
+                StateInit::CopyOfParam => param.iter().copied().collect(),
+            };
         }
     }
 

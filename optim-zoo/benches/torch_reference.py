@@ -25,7 +25,8 @@ over interleaved rounds, ns per element, and GB/s for the bytes the update must 
 
     cargo run --release -q -p optim-zoo --example step_bench -- adam 4194304 1
 
-whose numbers are measured the same way (best over rounds, per step, after warm-up).
+whose numbers are measured the same way (best over rounds, per step, after warm-up),
+or run vs_torch.py, which alternates the two in one run and prints the ratios.
 """
 
 import argparse

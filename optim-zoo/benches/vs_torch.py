@@ -21,8 +21,9 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch  # noqa: E402  (torch_reference exits with a message when it is missing)
-import torch_reference as ref  # noqa: E402
+import torch_reference as ref  # noqa: E402  (exits with a message when torch is missing)
+
+torch = ref.torch
 
 # Our registry name -> torch_reference's algorithm name.
 TORCH_NAME = {"adam": "adam", "adamw": "adamw", "momentum": "sgd-momentum"}

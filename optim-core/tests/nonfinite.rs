@@ -202,3 +202,30 @@ fn policies_are_runtime_settings_not_state() {
     );
     assert_eq!(NonFinitePolicy::SkipParam.to_string(), "skip_param");
 }
+
+/// A parameter skipped at its very first step gets no state at all: it is exactly a
+/// parameter without a gradient, and the exported state can be imported again.
+#[test]
+fn skipping_a_first_step_creates_no_state() {
+    let mut opt = sgd();
+    opt.set_non_finite_policy(NonFinitePolicy::SkipParam)
+        .unwrap();
+    let mut twin = sgd();
+    let (mut p, mut q) = (params(), params());
+    opt.step(&mut p, &bad_grads(0)).unwrap();
+    twin.step(&mut q, &Grads::new().with("b", wiggly::<f32>(20, &[2])))
+        .unwrap();
+    assert_eq!(opt.skipped(), ["w".to_string()]);
+    assert_eq!(opt.step_count("w"), None);
+    assert_eq!(opt.step_count("b"), Some(1));
+    assert_eq!(bits(&p), bits(&q));
+    assert_eq!(fingerprint(opt.as_ref()), fingerprint(twin.as_ref()));
+    let mut resumed = sgd();
+    resumed.import_state(&opt.export_state(), &p).unwrap();
+    for s in 1..3 {
+        opt.step(&mut p, &good_grads(s)).unwrap();
+        twin.step(&mut q, &good_grads(s)).unwrap();
+    }
+    assert_eq!(opt.step_count("w"), Some(2));
+    assert_eq!(bits(&p), bits(&q));
+}

@@ -41,6 +41,7 @@ use ndarray::{Array1, Array2};
 use optim_core::kernel::{self, Kernel};
 use optim_core::{Grads, HyperValue, Optimizer, Params};
 use serde_json::json;
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -209,7 +210,7 @@ fn report(variants: &[Variant<'_>], probe: Option<usize>, ratio_to: Option<usize
 // Dense: generated vs hand-fused vs ndarray vs probe
 
 fn dense(algo: &str, n: usize) -> f64 {
-    let mut opt = build(json!({ "optimizer": algo }));
+    let opt = build(json!({ "optimizer": algo }));
     let hand = Hand::from(opt.as_ref());
     let n_states = states_of(opt.as_ref());
     let bytes = (3 + 2 * n_states) * 4 * n; // read w, g, states; write w, states
@@ -220,11 +221,22 @@ fn dense(algo: &str, n: usize) -> f64 {
         check_same_bits(algo, h, 4099);
     }
 
-    let mut params = Params::new().with("w", Array1::from(w0.clone())).unwrap();
+    let threads = optim_core::num_threads();
+    let (pw, pg) = (RefCell::new(w0.clone()), g0.clone());
+    let ps: RefCell<Vec<Vec<f32>>> = RefCell::new(Vec::new());
+    let params = RefCell::new(Params::new().with("w", Array1::from(w0.clone())).unwrap());
     let grads = Grads::new().with("w", Array1::from(g0.clone()));
-    let mut variants = vec![Variant::new("generated", n, bytes, || {
-        opt.step(&mut params, &grads).unwrap()
-    })];
+    let opt = RefCell::new(opt);
+    let generated = || {
+        let mut params = params.borrow_mut();
+        opt.borrow_mut().step(&mut params, &grads).unwrap()
+    };
+    let mut variants = vec![Variant::new(
+        "generated",
+        n,
+        bytes,
+        on_threads(threads, generated),
+    )];
 
     // Every variant allocates its states at its first step, as the optimizer does, so
     // that all arrays sit alike in memory: at DRAM sizes, where the arrays fall relative
@@ -251,17 +263,60 @@ fn dense(algo: &str, n: usize) -> f64 {
             h.step_ndarray(at, &mut aw, &ag, &mut as_);
         }));
     }
-    let (mut pw, pg) = (w0, g0);
-    let mut ps: Vec<Vec<f32>> = Vec::new();
-    variants.push(Variant::new("probe", n, bytes, move || {
+    let probe_step = || {
+        let mut ps = ps.borrow_mut();
         if ps.is_empty() {
-            ps = vec![vec![0.0; n]; n_states];
+            *ps = vec![vec![0.0; n]; n_states];
         }
-        probe(&mut pw, &pg, &mut ps)
-    }));
+        probe(&mut pw.borrow_mut(), &pg, &mut ps)
+    };
+    variants.push(Variant::new(
+        "probe",
+        n,
+        bytes,
+        on_threads(threads, probe_step),
+    ));
     let p = variants.len() - 1;
+    if threads > 1 {
+        // The same optimizer and arrays on one thread, in the same rounds: the speed-up
+        // of threads measured under the same machine load.
+        variants.push(Variant::new(
+            "generated, 1 thread",
+            n,
+            bytes,
+            on_threads(1, generated),
+        ));
+        variants.push(Variant::new(
+            "probe, 1 thread",
+            n,
+            bytes,
+            on_threads(1, probe_step),
+        ));
+    }
     measure(&mut variants);
-    report(&variants, Some(p), Some(0))
+    let ns = report(&variants, Some(p), Some(0));
+    if threads > 1 {
+        let last = variants.len() - 1;
+        println!(
+            "# {threads} threads vs 1, same rounds: generated {:.2}x, probe {:.2}x",
+            variants[last - 1].best() / variants[0].best(),
+            variants[last].best() / variants[p].best()
+        );
+    }
+    ns
+}
+
+/// `step` run with `threads` threads (set before each call when another variant changed
+/// it; `set_num_threads` is process-wide).
+fn on_threads(threads: usize, mut step: impl FnMut()) -> impl FnMut() {
+    move || {
+        if optim_core::num_threads() != threads {
+            if let Err(e) = optim_core::set_num_threads(threads) {
+                fail(&e.to_string());
+            }
+        }
+        step()
+    }
 }
 
 /// Element-wise states the optimizer keeps, from its exported state on a small tensor.

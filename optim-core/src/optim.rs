@@ -148,9 +148,7 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
             slot.prune(a);
         }
     }
-}
 
-impl<A: Algorithm, T: Scalar> Optim<A, T> {
     /// Checks every gradient (see [`check_grads`]) and each parameter's shape against
     /// its state, and with the `Error` policy that gradients are finite. Calls
     /// `found((position, slot))` for each gradient, in order, once it passed, so that
@@ -174,9 +172,7 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
         }
         Ok(())
     }
-}
 
-impl<A: Algorithm, T: Scalar> Optim<A, T> {
     /// Gives each parameter in `plan` that has no slot yet (and is not about to be
     /// skipped for a non-finite gradient) a fresh one, and records it in `plan`.
     ///

@@ -20,6 +20,10 @@ impl NameIndex {
     fn insert(&mut self, name: &str, position: usize) {
         self.0.insert(name.to_string(), position);
     }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// Named parameter arrays of any dimension, in insertion order.
@@ -244,7 +248,7 @@ impl<T: Scalar> Grads<T> {
     /// Removes every gradient, keeping nothing.
     pub fn clear(&mut self) {
         self.entries.clear();
-        self.index.0.clear();
+        self.index.clear();
     }
 
     /// Number of gradients given.

@@ -185,7 +185,7 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
     /// then every `v`), so that the allocator places consecutive parameters' states of
     /// one kind next to each other: stepping many small tensors then reads one stream
     /// per state kind instead of jumping between kinds at every tensor, which measured
-    /// 15–25 % faster for 1024 Adam tensors of 4096 elements (RESULTS.md section 4).
+    /// 13–16 % less time for 1024 Adam tensors of 4096 elements (RESULTS.md section 4).
     fn complete_plan(&mut self, params: &Params<T>, grads: &Grads<T>, plan: &mut [Plan]) {
         if self.policy == NonFinitePolicy::SkipParam {
             for ((_, grad), entry) in grads.iter().zip(plan.iter_mut()) {

@@ -23,7 +23,9 @@
 //!   `SIZE` elements (default 4096) in one step (1024 × 4096 for N = 4M), against one
 //!   tensor of `N` elements, and the hand-fused loop run over the same number of
 //!   separate small tensors (what the memory system charges for many tensors, with no
-//!   bookkeeping). A tiny `SIZE` (say 16) shows the optimizer's cost per tensor.
+//!   bookkeeping). A tiny `SIZE` (say 16) shows the optimizer's cost per tensor. Also
+//!   prints what one `Grads::insert` costs while building the gradients of that many
+//!   tensors.
 //! - `lazyadam-rows N THREADS` (e.g. `lazyadam-rows 67108864 1`): an embedding table of
 //!   `N / 64` rows × 64; a LazyAdam step whose sparse gradient touches 1024 distinct
 //!   rows (unsorted, as an embedding lookup gives them; and the same rows pre-sorted),
@@ -446,7 +448,30 @@ fn many(algo: &str, n: usize, size: usize) -> f64 {
             extra * 1e9
         );
     }
+    println!(
+        "# building the gradients of {count} tensors: {:.0} ns per Grads::insert",
+        grads_insert_ns(count)
+    );
     ns
+}
+
+/// Best time of one `Grads::insert` while filling a `Grads` of `count` entries (the
+/// arrays are made beforehand and moved in).
+fn grads_insert_ns(count: usize) -> f64 {
+    let mut best = f64::INFINITY;
+    for _ in 0..20 {
+        let entries: Vec<(String, Array1<f32>)> = (0..count)
+            .map(|i| (format!("layer{i:05}"), Array1::zeros(16)))
+            .collect();
+        let t = Instant::now();
+        let mut grads = Grads::new();
+        for (name, g) in entries {
+            grads.insert(name, g);
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+        drop(grads);
+    }
+    best * 1e9 / count as f64
 }
 
 // ---------------------------------------------------------------------------------------
@@ -515,44 +540,71 @@ fn lazy_rows(n: usize) -> f64 {
 // ---------------------------------------------------------------------------------------
 // The probe: the same bytes, one add per element
 
-struct Probe<'a> {
+/// A span of a parameter with the same span of its gradient and of up to `S` states
+/// (empty when absent), split as the runtime splits generated kernels.
+struct Span<'a, const S: usize> {
     w: &'a mut [f32],
     g: &'a [f32],
-    s: [&'a mut [f32]; 3],
+    s: [&'a mut [f32]; S],
 }
 
-impl Kernel for Probe<'_> {
-    fn split_len(&self) -> usize {
-        self.w.len()
+impl<'a, const S: usize> Span<'a, S> {
+    /// `w`, `g` and the first `S` states of `states` (missing ones empty).
+    fn new(w: &'a mut [f32], g: &'a [f32], states: &'a mut [Vec<f32>]) -> Self {
+        let mut it = states.iter_mut();
+        let s = std::array::from_fn(|_| it.next().map_or(&mut [][..], |v| v.as_mut_slice()));
+        Span { w, g, s }
     }
+
     fn bytes_per_elem(&self) -> usize {
-        4 * (2 + self.s.iter().filter(|s| !s.is_empty()).count())
+        kernel::bytes_per_elem::<f32>(true, &self.s)
     }
+
     fn split_at(self, mid: usize) -> (Self, Self) {
         let (w0, w1) = self.w.split_at_mut(mid);
         let (g0, g1) = self.g.split_at(mid);
-        let [a, b, c] = self.s;
-        let (a0, a1) = kernel::split_state(a, mid);
-        let (b0, b1) = kernel::split_state(b, mid);
-        let (c0, c1) = kernel::split_state(c, mid);
+        let mut s1: [&mut [f32]; S] = std::array::from_fn(|_| &mut [][..]);
+        let mut i = 0;
+        let s0 = self.s.map(|state| {
+            let (a, b) = kernel::split_state(state, mid);
+            s1[i] = b;
+            i += 1;
+            a
+        });
         (
-            Probe {
+            Span {
                 w: w0,
                 g: g0,
-                s: [a0, b0, c0],
+                s: s0,
             },
-            Probe {
+            Span {
                 w: w1,
                 g: g1,
-                s: [a1, b1, c1],
+                s: s1,
             },
         )
     }
+}
+
+struct Probe<'a>(Span<'a, 3>);
+
+impl Kernel for Probe<'_> {
+    fn split_len(&self) -> usize {
+        self.0.w.len()
+    }
+    fn bytes_per_elem(&self) -> usize {
+        self.0.bytes_per_elem()
+    }
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (a, b) = self.0.split_at(mid);
+        (Probe(a), Probe(b))
+    }
     #[inline(always)]
     fn run(self) {
-        let n = self.w.len();
-        let (w, g) = (self.w, &self.g[..n]);
-        match self.s {
+        let Span { w, g, s } = self.0;
+        let n = w.len();
+        let g = &g[..n];
+        match s {
             [a, b, c] if !c.is_empty() => {
                 let (a, b, c) = (&mut a[..n], &mut b[..n], &mut c[..n]);
                 for i in 0..n {
@@ -589,10 +641,7 @@ impl Kernel for Probe<'_> {
 /// One probe pass: one fused loop reading the gradient and reading and writing the
 /// parameter and the states (the states must be filled in order).
 fn probe(w: &mut [f32], g: &[f32], s: &mut [Vec<f32>]) {
-    let mut it = s.iter_mut();
-    let mut next = || it.next().map_or(&mut [][..], |v| v.as_mut_slice());
-    let s = [next(), next(), next()];
-    kernel::run(Probe { w, g, s });
+    kernel::run(Probe(Span::new(w, g, s)));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -732,17 +781,12 @@ impl Hand {
     /// One fused step over slices, through the runtime's instruction-set dispatch and
     /// thread split.
     fn step(&self, t: u64, w: &mut [f32], g: &[f32], s: &mut [Vec<f32>]) {
-        let mut it = s.iter_mut();
-        let mut next = || it.next().map_or(&mut [][..], |v| v.as_mut_slice());
-        let s = [next(), next()];
         let k = self.consts(t);
         kernel::run(Fused {
             rule: self.rule,
             first: t == 1,
             k: &k,
-            w,
-            g,
-            s,
+            span: Span::new(w, g, s),
         });
     }
 
@@ -841,49 +885,44 @@ struct Fused<'a> {
     rule: Rule,
     first: bool,
     k: &'a [f32; 8],
-    w: &'a mut [f32],
-    g: &'a [f32],
-    s: [&'a mut [f32]; 2],
+    span: Span<'a, 2>,
 }
 
 impl Kernel for Fused<'_> {
     fn split_len(&self) -> usize {
-        self.w.len()
+        self.span.w.len()
     }
     fn bytes_per_elem(&self) -> usize {
-        4 * (2 + self.s.iter().filter(|s| !s.is_empty()).count())
+        self.span.bytes_per_elem()
     }
     fn split_at(self, mid: usize) -> (Self, Self) {
-        let (w0, w1) = self.w.split_at_mut(mid);
-        let (g0, g1) = self.g.split_at(mid);
-        let [a, b] = self.s;
-        let (a0, a1) = kernel::split_state(a, mid);
-        let (b0, b1) = kernel::split_state(b, mid);
-        let Fused { rule, first, k, .. } = self;
+        let Fused {
+            rule,
+            first,
+            k,
+            span,
+        } = self;
+        let (a, b) = span.split_at(mid);
         (
             Fused {
                 rule,
                 first,
                 k,
-                w: w0,
-                g: g0,
-                s: [a0, b0],
+                span: a,
             },
             Fused {
                 rule,
                 first,
                 k,
-                w: w1,
-                g: g1,
-                s: [a1, b1],
+                span: b,
             },
         )
     }
     #[inline(always)]
     fn run(self) {
-        let n = self.w.len();
-        let (w, g) = (self.w, &self.g[..n]);
-        let [s0, s1] = self.s;
+        let Span { w, g, s: [s0, s1] } = self.span;
+        let n = w.len();
+        let g = &g[..n];
         let k = *self.k;
         match self.rule {
             Rule::Adam { .. } => {

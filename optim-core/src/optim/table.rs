@@ -9,8 +9,8 @@
 //! State stays keyed by name (DESIGN.md): a position is only a guess that a name
 //! comparison confirms.
 //! With 1024 tensors of 16 elements, this (with O(1) name lookups in `Params` and
-//! a single check pass) took Adam's cost per tensor over a hand loop from 124–132 ns
-//! to 36–38 ns (`step_bench -- adam-many 16384 1 16`).
+//! a single check pass) took Adam's cost per tensor over a hand loop from 124–131 ns
+//! to 38–39 ns (`step_bench -- adam-many 16384 1 16`; RESULTS.md section 4).
 
 use crate::optim::slot::Slot;
 use std::collections::HashMap;

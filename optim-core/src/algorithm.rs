@@ -35,7 +35,65 @@ pub enum StateInit {
     CopyOfParam,
 }
 
-/// An element-wise state (a moment), shaped like its parameter.
+/// Where a state's values sit relative to its parameter's elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateShape {
+    /// One value per element, shaped like the parameter (`State`).
+    Elem,
+    /// One value per row of the last two dimensions, leading dimensions kept
+    /// (`RowState`): shape `[.., R]` for a parameter `[.., R, C]`.
+    Row,
+    /// One value per column of the last two dimensions, leading dimensions kept
+    /// (`ColState`): shape `[.., C]` for a parameter `[.., R, C]`.
+    Col,
+}
+
+impl StateShape {
+    /// The state's shape for a parameter of shape `param` (see [`matrix_dims`] for
+    /// parameters of fewer than two dimensions).
+    pub fn shape_for(self, param: &[usize]) -> Vec<usize> {
+        let (_, cols) = matrix_dims(param);
+        let (lead, rows) = match param.len() {
+            0 | 1 => (Vec::new(), 1),
+            n => (param[..n - 2].to_vec(), param[n - 2]),
+        };
+        match self {
+            StateShape::Elem => param.to_vec(),
+            StateShape::Row => lead.into_iter().chain([rows]).collect(),
+            StateShape::Col => lead.into_iter().chain([cols]).collect(),
+        }
+    }
+
+    /// Number of values for a parameter of shape `param` (without allocating).
+    pub fn len_for(self, param: &[usize]) -> usize {
+        let numel: usize = param.iter().product();
+        let (rows, cols) = matrix_dims(param);
+        match self {
+            StateShape::Elem => numel,
+            // Leading dimensions times rows (or columns); 0 if any dimension is 0.
+            StateShape::Row if cols > 0 => numel / cols,
+            StateShape::Col if rows > 0 => numel / rows,
+            StateShape::Row => param[..param.len().saturating_sub(1)].iter().product(),
+            StateShape::Col => {
+                let lead: usize = param[..param.len().saturating_sub(2)].iter().product();
+                lead * cols
+            }
+        }
+    }
+}
+
+/// `(rows, cols)` of the last two dimensions of `shape`: a vector of `n` elements is one
+/// row of `n` columns, a scalar one row of one column. `rows * cols` times the product of
+/// the leading dimensions is the number of elements.
+pub fn matrix_dims(shape: &[usize]) -> (usize, usize) {
+    match shape.len() {
+        0 => (1, 1),
+        1 => (1, shape[0]),
+        n => (shape[n - 2], shape[n - 1]),
+    }
+}
+
+/// A state of an algorithm: element-wise (a moment) or factored (rows, columns).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StateSpec {
     /// Name, as written in the equations and in exported state.
@@ -44,6 +102,35 @@ pub struct StateSpec {
     pub init: StateInit,
     /// The option it depends on, as written in `#[when(...)]`; `None` if always present.
     pub when: Option<&'static str>,
+    /// Element-wise, per row or per column.
+    pub shape: StateShape,
+}
+
+/// Scratch memory of one parameter's kernel: reduction partial sums, matrix buffers.
+/// Sized by the generated code on a parameter's first step and reused after, so a
+/// steady-state step allocates nothing. Never exported: it holds nothing between steps.
+#[derive(Debug)]
+pub struct Workspace<T> {
+    /// `f64` scratch (partial sums of reductions, per-row and per-column sums).
+    pub sums: Vec<f64>,
+    /// Scratch arrays in the parameter's precision (matrix-function operands).
+    pub bufs: Vec<Vec<T>>,
+}
+
+impl<T> Default for Workspace<T> {
+    fn default() -> Self {
+        Workspace {
+            sums: Vec::new(),
+            bufs: Vec::new(),
+        }
+    }
+}
+
+impl<T> Clone for Workspace<T> {
+    /// An empty workspace: scratch carries nothing from one step to the next.
+    fn clone(&self) -> Self {
+        Workspace::default()
+    }
 }
 
 /// A per-parameter scalar state (NAdam's running product of μ).
@@ -95,23 +182,52 @@ pub trait Algorithm: Clone + std::fmt::Debug + Default + Send + Sync + 'static {
     fn set_hyper(&mut self, name: &str, value: HyperValue) -> Result<()>;
     /// Checks every hyperparameter against its range (after direct field writes).
     fn validate(&self) -> Result<()>;
-    /// Whether element-wise state `index` exists under the current options.
-    fn state_enabled(&self, index: usize) -> bool;
+    /// Whether state `index` exists under the current options for a parameter of shape
+    /// `shape` (`#[when(ndim >= 2)]` depends on it).
+    fn state_enabled(&self, index: usize, shape: &[usize]) -> bool;
     /// The fill value of element-wise state `index` when its init is [`StateInit::Fill`].
     fn state_fill(&self, index: usize) -> f64;
     /// The initial value of scalar state `index`.
     fn scalar_init(&self, index: usize) -> f64;
-    /// One step of one parameter at its step count `t` (1 on its first step).
+    /// Whether the algorithm can step a parameter of shape `shape`; the message says why
+    /// not (Muon's matrix functions need 2-D parameters). Checked before any step.
+    fn check_shape(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        let _ = shape;
+        Ok(())
+    }
+    /// One step of one parameter of shape `shape` at its step count `t` (1 on its first
+    /// step).
     ///
-    /// `states[i]` has the parameter's length if state `i` is enabled, else is empty.
-    /// `scalars` holds the scalar states. Per-step values are computed once here, then one
-    /// fused pass runs over `w`, the gradient and the states.
+    /// `states[i]` has the length its [`StateShape`] gives if state `i` is enabled, else
+    /// is empty. `scalars` holds the scalar states. Per-step values are computed once
+    /// here, then one fused pass runs over `w`, the gradient and the states (more passes
+    /// when the equations use reductions, each using what the one before computed).
+    #[allow(clippy::too_many_arguments)]
     fn step<T: Scalar>(
         &self,
         t: u64,
+        shape: &[usize],
         scalars: &mut [f64],
         w: &mut [T],
         grad: GradView<'_, T>,
         states: &mut [Vec<T>],
+        work: &mut Workspace<T>,
     );
+    /// Whether the algorithm declares evaluation weights (`#[eval(...)]`) that differ
+    /// from the training weights.
+    const EVAL: bool = false;
+    /// The evaluation weights of one parameter into `out` (same length as `w`): the
+    /// declared `#[eval(...)]` expression, or `w` itself.
+    fn eval<T: Scalar>(
+        &self,
+        t: u64,
+        shape: &[usize],
+        scalars: &[f64],
+        w: &[T],
+        states: &[Vec<T>],
+        out: &mut [T],
+    ) {
+        let _ = (t, shape, scalars, states);
+        out.copy_from_slice(w);
+    }
 }

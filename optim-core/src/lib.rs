@@ -27,7 +27,8 @@ pub mod suggest;
 pub mod wrapper;
 
 pub use algorithm::{
-    Algorithm, AlgorithmKind, GradView, ScalarSpec, SparseRule, StateInit, StateSpec,
+    matrix_dims, Algorithm, AlgorithmKind, GradView, ScalarSpec, SparseRule, StateInit,
+    StateShape, StateSpec, Workspace,
 };
 pub use error::{OptimError, Result};
 pub use group::{Group, Selector};

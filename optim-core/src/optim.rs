@@ -160,6 +160,9 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
         mut found: impl FnMut(Plan),
     ) -> Result<()> {
         check_grads(params, grads, |position, name, param| {
+            self.base.check_shape(param.shape()).map_err(|why| {
+                OptimError::Config(format!("{}: parameter `{name}`: {why}", A::NAME))
+            })?;
             let slot = self.slots.find(position, name);
             if let Some(at) = slot {
                 self.slots.at(at).check_shape(name, param)?;
@@ -376,8 +379,16 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
                 }
             }
             let view = scratch.view(grad, param.len(), A::SPARSE);
+            let Slot {
+                t,
+                shape,
+                scalars,
+                states,
+                work,
+                ..
+            } = slot;
             with_flat(param, wbuf, |w| {
-                a.step(slot.t, &mut slot.scalars, w, view, &mut slot.states)
+                a.step(*t, shape, scalars, w, view, states, work)
             });
         }
         if !jobs.is_empty() {

@@ -36,6 +36,26 @@ pub trait Optimizer<T: Scalar>: Send + std::fmt::Debug {
     /// A boxed deep copy.
     fn boxed_clone(&self) -> Box<dyn Optimizer<T>>;
 
+    /// Writes the weights to evaluate the model with into `out`, without touching any
+    /// training state: for most optimizers the parameters themselves; for those that
+    /// declare evaluation weights (schedule-free's `x = (y − (1−β1)·z)/β1`, ASGD's average)
+    /// those, for every parameter that has state (the others are copied as they are).
+    ///
+    /// `out` ends up with exactly `params`' names and shapes; when it already has them
+    /// (the usual case from the second call on), its arrays are overwritten in place and
+    /// nothing is allocated.
+    fn eval_params_into(&self, params: &Params<T>, out: &mut Params<T>) -> Result<()> {
+        out.copy_from(params);
+        Ok(())
+    }
+
+    /// The evaluation weights as new parameters (see [`Optimizer::eval_params_into`]).
+    fn eval_params(&self, params: &Params<T>) -> Result<Params<T>> {
+        let mut out = Params::new();
+        self.eval_params_into(params, &mut out)?;
+        Ok(out)
+    }
+
     /// Sets what a step does with NaN or ±inf in a gradient (see [`NonFinitePolicy`];
     /// the default, `Propagate`, costs nothing). The policy is a runtime setting, not
     /// state: checkpoints do not carry it.

@@ -147,6 +147,28 @@ impl<T: Scalar> Params<T> {
     pub fn entry_mut(&mut self, index: usize) -> (&str, &mut ArrayD<T>) {
         (&self.names[index], &mut self.arrays[index])
     }
+
+    /// Whether `other` has the same names, in the same order, with the same shapes.
+    pub fn same_layout(&self, other: &Params<T>) -> bool {
+        self.names == other.names
+            && self
+                .arrays
+                .iter()
+                .zip(&other.arrays)
+                .all(|(a, b)| a.shape() == b.shape())
+    }
+
+    /// Makes `self` a copy of `source`: in place, without allocating, when the two have
+    /// the same layout ([`Params::same_layout`]); else rebuilt.
+    pub fn copy_from(&mut self, source: &Params<T>) {
+        if self.same_layout(source) {
+            for (a, b) in self.arrays.iter_mut().zip(&source.arrays) {
+                a.assign(b);
+            }
+        } else {
+            self.clone_from(source);
+        }
+    }
 }
 
 /// The gradient of one parameter.

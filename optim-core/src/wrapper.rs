@@ -170,8 +170,15 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
             slot.t += 1;
             let rule = &self.rule;
             let n = self.n;
+            let Slot {
+                shape,
+                scalars,
+                states,
+                work,
+                ..
+            } = slot;
             with_flat(param, &mut self.wbuf, |w| {
-                rule.step(n, &mut slot.scalars, w, GradView::None, &mut slot.states)
+                rule.step(n, shape, scalars, w, GradView::None, states, work)
             });
         }
         Ok(())

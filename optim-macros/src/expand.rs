@@ -285,7 +285,7 @@ fn algorithm_impl(m: &Model) -> TokenStream {
             }
             None => quote!(::core::option::Option::None),
         };
-        quote!(::optim_core::StateSpec { name: #n, init: #init, when: #when })
+        quote!(::optim_core::StateSpec { name: #n, init: #init, when: #when, shape: ::optim_core::StateShape::Elem })
     });
     let scalar_specs = m.scalars.iter().map(|s| {
         let n = s.name.to_string();
@@ -372,7 +372,7 @@ fn algorithm_impl(m: &Model) -> TokenStream {
             }
 
             #[allow(unused_variables, clippy::all)]
-            fn state_enabled(&self, index: usize) -> bool {
+            fn state_enabled(&self, index: usize, __shape: &[usize]) -> bool {
                 #hyper_locals
                 match index {
                     #(#enabled_arms,)*
@@ -402,12 +402,14 @@ fn algorithm_impl(m: &Model) -> TokenStream {
             fn step<T: ::optim_core::Scalar>(
                 &self,
                 __t_count: u64,
+                __shape: &[usize],
                 __scalars: &mut [f64],
                 __param: &mut [T],
                 __grad: ::optim_core::GradView<'_, T>,
                 __states: &mut [::std::vec::Vec<T>],
+                __work: &mut ::optim_core::Workspace<T>,
             ) {
-                <Self as __Kernel>::__step(self, __t_count, __scalars, __param, __grad, __states)
+                <Self as __Kernel>::__step(self, __t_count, __shape, __scalars, __param, __grad, __states, __work)
             }
         }
     }
@@ -1033,12 +1035,13 @@ fn kernel(m: &Model) -> TokenStream {
         #chunk
 
         trait __Kernel {
-            fn __step<T: ::optim_core::Scalar>(&self, __t_count: u64, __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::std::vec::Vec<T>]);
+            #[allow(clippy::too_many_arguments)]
+            fn __step<T: ::optim_core::Scalar>(&self, __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::std::vec::Vec<T>], __work: &mut ::optim_core::Workspace<T>);
         }
 
         impl __Kernel for #ty {
             #[allow(unused_variables, unused_mut, unused_assignments, unused_parens, clippy::all)]
-            fn __step<T: ::optim_core::Scalar>(&self, __t_count: u64, __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::std::vec::Vec<T>]) {
+            fn __step<T: ::optim_core::Scalar>(&self, __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::std::vec::Vec<T>], __work: &mut ::optim_core::Workspace<T>) {
                 #hyper_locals
                 let __t: f64 = __t_count as f64;
                 let [#(#sc),*] = __scalars else { return; };

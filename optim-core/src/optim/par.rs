@@ -22,8 +22,15 @@ pub(crate) struct Job<'a, A, T> {
 impl<A: Algorithm, T: Scalar> Job<'_, A, T> {
     fn run(&mut self) {
         if let (Some(slot), Some(w)) = (self.slot.as_deref_mut(), self.w.as_deref_mut()) {
-            self.a
-                .step(slot.t, &mut slot.scalars, w, self.grad, &mut slot.states);
+            self.a.step(
+                slot.t,
+                &slot.shape,
+                &mut slot.scalars,
+                w,
+                self.grad,
+                &mut slot.states,
+                &mut slot.work,
+            );
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The state of one parameter: its step count, element-wise states and scalar states;
 //! allocation, export, and checked import.
 
-use crate::algorithm::{Algorithm, StateInit};
+use crate::algorithm::{Algorithm, StateInit, Workspace};
 use crate::error::{OptimError, Result};
 use crate::optim::table::SlotTable;
 use crate::params::Params;
@@ -26,6 +26,8 @@ pub(crate) struct Slot<T> {
     pub(crate) epoch: u64,
     /// Within a step: the index of this slot's deferred kernel call (see `Optim::step`).
     pub(crate) job: Option<usize>,
+    /// The kernel's scratch memory (not state: never exported).
+    pub(crate) work: Workspace<T>,
 }
 
 impl<T: Scalar> Slot<T> {
@@ -48,12 +50,15 @@ impl<T: Scalar> Slot<T> {
             group: None,
             epoch: 0,
             job: None,
+            work: Workspace::default(),
         }
     }
 
-    /// Number of elements of the parameter.
-    fn len(&self) -> usize {
-        self.shape.iter().product()
+    /// Number of values of state `i` (the parameter's elements, rows or columns).
+    fn len_of<A: Algorithm>(&self, i: usize) -> usize {
+        A::STATES
+            .get(i)
+            .map_or(0, |spec| spec.shape.len_for(&self.shape))
     }
 
     /// Makes the states match what `a` enables: allocates enabled states that are missing
@@ -67,11 +72,11 @@ impl<T: Scalar> Slot<T> {
 
     /// [`Slot::prepare`] for the state `i` only.
     pub(crate) fn prepare_state<A: Algorithm>(&mut self, i: usize, a: &A, param: &ArrayD<T>) {
-        let len = self.len();
+        let len = self.len_of::<A>(i);
         let (Some(spec), Some(state)) = (A::STATES.get(i), self.states.get_mut(i)) else {
             return;
         };
-        if !a.state_enabled(i) {
+        if !a.state_enabled(i, &self.shape) {
             if !state.is_empty() {
                 *state = Vec::new();
             }
@@ -87,7 +92,7 @@ impl<T: Scalar> Slot<T> {
     /// switched off and on again restarts from its initial value.
     pub(crate) fn prune<A: Algorithm>(&mut self, a: &A) {
         for (i, state) in self.states.iter_mut().enumerate() {
-            if !a.state_enabled(i) && !state.is_empty() {
+            if !a.state_enabled(i, &self.shape) && !state.is_empty() {
                 *state = Vec::new();
             }
         }
@@ -109,12 +114,12 @@ impl<T: Scalar> Slot<T> {
     /// The exported form: every state `a` enables (an enabled `Fill` state not allocated
     /// yet is exported at its fill value, as the next step would allocate it).
     pub(crate) fn export<A: Algorithm>(&self, name: &str, a: &A) -> ParamState {
-        let len = self.len();
         let tensors = A::STATES
             .iter()
             .enumerate()
-            .filter(|&(i, _)| a.state_enabled(i))
+            .filter(|&(i, _)| a.state_enabled(i, &self.shape))
             .filter_map(|(i, spec)| {
+                let len = self.len_of::<A>(i);
                 let state = &self.states[i];
                 let data = if state.len() == len {
                     to_data(state)
@@ -125,7 +130,7 @@ impl<T: Scalar> Slot<T> {
                 };
                 Some(TensorState {
                     name: spec.name.to_string(),
-                    shape: self.shape.clone(),
+                    shape: spec.shape.shape_for(&self.shape),
                     data,
                 })
             })
@@ -171,17 +176,19 @@ impl<T: Scalar> Slot<T> {
                     valid.join(", ")
                 )));
             };
-            if !a.state_enabled(i) {
+            if !a.state_enabled(i, param.shape()) {
                 return Err(bad(format!(
                     "state tensor `{n}` is saved but disabled under the saved hyperparameters"
                 )));
             }
+            let want = A::STATES[i].shape.shape_for(param.shape());
             if states[i].is_some() {
                 return Err(bad(format!("state tensor `{n}` appears twice")));
             }
-            if tensor.shape != param.shape() {
+            if tensor.shape != want {
                 return Err(bad(format!(
-                    "state tensor `{n}` has shape {:?}, the parameter has shape {:?}",
+                    "state tensor `{n}` has shape {:?}, but for the parameter's shape {:?} it \
+                     must have shape {want:?}",
                     tensor.shape,
                     param.shape()
                 )));
@@ -193,12 +200,12 @@ impl<T: Scalar> Slot<T> {
                     saved: tensor.data.dtype(),
                 });
             }
-            if tensor.data.len() != param.len() {
+            let values: usize = want.iter().product();
+            if tensor.data.len() != values {
                 return Err(bad(format!(
-                    "state tensor `{n}` has {} values, its shape {:?} needs {}",
+                    "state tensor `{n}` has {} values, its shape {:?} needs {values}",
                     tensor.data.len(),
                     tensor.shape,
-                    param.len()
                 )));
             }
             states[i] = Some(from_data(&tensor.data));
@@ -207,7 +214,7 @@ impl<T: Scalar> Slot<T> {
         for (i, state) in states.into_iter().enumerate() {
             match state {
                 Some(s) => out.push(s),
-                None if a.state_enabled(i) => {
+                None if a.state_enabled(i, param.shape()) => {
                     return Err(bad(format!(
                         "state tensor `{}` is missing",
                         A::STATES[i].name
@@ -224,6 +231,7 @@ impl<T: Scalar> Slot<T> {
             group: None,
             epoch: 0,
             job: None,
+            work: Workspace::default(),
         })
     }
 }

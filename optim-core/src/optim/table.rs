@@ -160,6 +160,7 @@ mod tests {
             group: None,
             epoch: 0,
             job: None,
+            work: Default::default(),
         }
     }
 

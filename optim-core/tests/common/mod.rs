@@ -111,6 +111,7 @@ impl<const LAZY: bool> Algorithm for SgdAlgo<LAZY> {
         name: "b",
         init: StateInit::Fill,
         when: Some("momentum > 0"),
+        shape: StateShape::Elem,
     }];
     const SCALARS: &'static [ScalarSpec] = &[];
     const SPARSE: SparseRule = if LAZY {
@@ -145,7 +146,7 @@ impl<const LAZY: bool> Algorithm for SgdAlgo<LAZY> {
         validate_all(self)
     }
 
-    fn state_enabled(&self, index: usize) -> bool {
+    fn state_enabled(&self, index: usize, _shape: &[usize]) -> bool {
         index == 0 && self.momentum > 0.0
     }
 
@@ -160,10 +161,12 @@ impl<const LAZY: bool> Algorithm for SgdAlgo<LAZY> {
     fn step<T: Scalar>(
         &self,
         t: u64,
+        _shape: &[usize],
         _scalars: &mut [f64],
         w: &mut [T],
         grad: GradView<'_, T>,
         states: &mut [Vec<T>],
+        _work: &mut optim_core::Workspace<T>,
     ) {
         let lr = T::from_f64(self.lr);
         let mu = T::from_f64(self.momentum);
@@ -254,6 +257,7 @@ impl Algorithm for Acc {
         name: "s",
         init: StateInit::Fill,
         when: None,
+        shape: StateShape::Elem,
     }];
     const SCALARS: &'static [ScalarSpec] = &[ScalarSpec { name: "p" }];
     const SPARSE: SparseRule = SparseRule::Densify;
@@ -282,7 +286,7 @@ impl Algorithm for Acc {
         validate_all(self)
     }
 
-    fn state_enabled(&self, _index: usize) -> bool {
+    fn state_enabled(&self, _index: usize, _shape: &[usize]) -> bool {
         true
     }
 
@@ -297,10 +301,12 @@ impl Algorithm for Acc {
     fn step<T: Scalar>(
         &self,
         _t: u64,
+        _shape: &[usize],
         scalars: &mut [f64],
         w: &mut [T],
         grad: GradView<'_, T>,
         states: &mut [Vec<T>],
+        _work: &mut optim_core::Workspace<T>,
     ) {
         scalars[0] *= 0.5;
         let step = T::from_f64(self.lr * scalars[0]);
@@ -355,6 +361,7 @@ impl Algorithm for Lookahead {
         name: "slow",
         init: StateInit::CopyOfParam,
         when: None,
+        shape: StateShape::Elem,
     }];
     const SCALARS: &'static [ScalarSpec] = &[];
     const SPARSE: SparseRule = SparseRule::Densify;
@@ -381,7 +388,7 @@ impl Algorithm for Lookahead {
         validate_all(self)
     }
 
-    fn state_enabled(&self, _index: usize) -> bool {
+    fn state_enabled(&self, _index: usize, _shape: &[usize]) -> bool {
         true
     }
 
@@ -396,10 +403,12 @@ impl Algorithm for Lookahead {
     fn step<T: Scalar>(
         &self,
         t: u64,
+        _shape: &[usize],
         _scalars: &mut [f64],
         w: &mut [T],
         _grad: GradView<'_, T>,
         states: &mut [Vec<T>],
+        _work: &mut optim_core::Workspace<T>,
     ) {
         if !t.is_multiple_of(self.k as u64) {
             return;

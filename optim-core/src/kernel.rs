@@ -29,6 +29,11 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 /// step of many small tensors whose total is below it.
 pub const PARALLEL_MIN_BYTES: usize = 1024 * 1024;
 
+/// Elements per block of a reduction: a pass that reduces records one partial sum per
+/// block of this many elements (from the start of the tensor) and adds the blocks in
+/// order, so the result does not depend on how the tensor is split across threads.
+pub const REDUCE_BLOCK: usize = 4096;
+
 /// Chunks are split at multiples of this many elements (a 64-byte line of `f64`s is 8,
 /// and 64 keeps every vector loop's remainder in the last chunk only).
 const SPLIT_ALIGN: usize = 64;
@@ -194,6 +199,11 @@ pub trait Kernel: Send + Sized {
     fn split_len(&self) -> usize;
     /// Bytes per element over every array the loop reads or writes.
     fn bytes_per_elem(&self) -> usize;
+    /// Splits fall on multiples of this many elements ([`REDUCE_BLOCK`] for a pass that
+    /// reduces, so that its blocks stay whole).
+    fn align(&self) -> usize {
+        SPLIT_ALIGN
+    }
     /// The first `mid` elements and the rest (`0 < mid < len`).
     fn split_at(self, mid: usize) -> (Self, Self);
     /// The element loop over this span, on the calling thread. Generated with
@@ -208,7 +218,7 @@ pub fn run<K: Kernel>(k: K) {
     let n = k.split_len();
     let per = k.bytes_per_elem().max(1);
     if n > SPLIT_ALIGN && parallel_worth(n.saturating_mul(per)) {
-        let chunk = (CHUNK_BYTES / per).next_multiple_of(SPLIT_ALIGN);
+        let chunk = (CHUNK_BYTES / per).next_multiple_of(k.align().max(SPLIT_ALIGN));
         in_pool(|| split(k, chunk));
     } else {
         run_best(k);
@@ -398,4 +408,29 @@ mod sign_tests {
         assert!(sign(f64::NAN).is_nan());
         assert_eq!(sign(f64::NEG_INFINITY), -1.0);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers for passes that reduce
+
+/// The partial sums of a chunk split at element `mid` (a multiple of [`REDUCE_BLOCK`]):
+/// `per_block` values per block.
+#[inline]
+pub fn split_parts(parts: &mut [f64], mid: usize, per_block: usize) -> (&mut [f64], &mut [f64]) {
+    let at = (mid / REDUCE_BLOCK)
+        .saturating_mul(per_block)
+        .min(parts.len());
+    parts.split_at_mut(at)
+}
+
+/// The sum of eight lanes, always in the same order: `((0+1)+(2+3))+((4+5)+(6+7))`.
+#[inline(always)]
+pub fn fold_sum(a: &[f64; 8]) -> f64 {
+    ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+}
+
+/// The largest of eight lanes (exact, so its order does not matter).
+#[inline(always)]
+pub fn fold_max(a: &[f64; 8]) -> f64 {
+    a.iter().fold(0.0, |m, &x| f64::max(m, x))
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod group;
 pub mod hyper;
 pub mod kernel;
+pub mod matrix;
 pub mod nonfinite;
 pub mod optim;
 pub mod optimizer;
@@ -27,8 +28,8 @@ pub mod suggest;
 pub mod wrapper;
 
 pub use algorithm::{
-    matrix_dims, Algorithm, AlgorithmKind, GradView, ScalarSpec, SparseRule, StateInit,
-    StateShape, StateSpec, Workspace,
+    matrix_dims, Algorithm, AlgorithmKind, GradView, ScalarSpec, SparseRule, StateInit, StateShape,
+    StateSpec, Workspace,
 };
 pub use error::{OptimError, Result};
 pub use group::{Group, Selector};

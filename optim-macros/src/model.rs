@@ -46,12 +46,33 @@ pub enum Init {
     CopyOfParam,
 }
 
-/// An element-wise state (moment), shaped like the parameter.
+/// Where a state's values sit: one per element, per row or per column of the last two
+/// dimensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Elem,
+    Row,
+    Col,
+}
+
+impl Shape {
+    /// The level of a value held per element, row or column.
+    pub fn level(self) -> Level {
+        match self {
+            Shape::Elem => Level::Elem,
+            Shape::Row => Level::Row,
+            Shape::Col => Level::Col,
+        }
+    }
+}
+
+/// A state: element-wise (a moment, shaped like the parameter) or factored.
 pub struct State {
     pub name: Ident,
     pub init: Init,
     /// Condition under which the state exists (index into `Model::conds`).
     pub when: Option<usize>,
+    pub shape: Shape,
 }
 
 /// A per-parameter scalar state.
@@ -84,18 +105,124 @@ pub struct Model {
     pub lazy_rows: bool,
     /// Distinct per-step boolean conditions, hoisted out of the element loop.
     pub conds: Vec<Expr>,
+    /// Reductions, in the order they are computed; read as [`Var::Reduced`].
+    pub reductions: Vec<Reduction>,
+    /// Matrix functions, read per element as [`Var::Matrix`].
+    pub matrices: Vec<MatrixFn>,
+    /// The evaluation weights (`#[eval(...)]`), a per-element value.
+    pub eval: Option<Expr>,
     pub body: Vec<Stmt>,
 }
 
+/// A reduction over the whole tensor (or its rows or columns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedOp {
+    Sum,
+    Mean,
+    Norm,
+    Rms,
+    MaxAbs,
+    Dot,
+    RowSum,
+    RowMean,
+    ColSum,
+    ColMean,
+}
+
+impl RedOp {
+    /// Every reduction: name, operator, arity.
+    pub const ALL: &'static [(&'static str, RedOp, usize)] = &[
+        ("sum", RedOp::Sum, 1),
+        ("mean", RedOp::Mean, 1),
+        ("norm", RedOp::Norm, 1),
+        ("rms", RedOp::Rms, 1),
+        ("max_abs", RedOp::MaxAbs, 1),
+        ("dot", RedOp::Dot, 2),
+        ("row_sum", RedOp::RowSum, 1),
+        ("row_mean", RedOp::RowMean, 1),
+        ("col_sum", RedOp::ColSum, 1),
+        ("col_mean", RedOp::ColMean, 1),
+    ];
+
+    pub fn lookup(name: &str) -> Option<(RedOp, usize)> {
+        RedOp::ALL
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|&(_, f, a)| (f, a))
+    }
+
+    pub fn name(self) -> &'static str {
+        RedOp::ALL
+            .iter()
+            .find(|(_, f, _)| *f == self)
+            .map_or("reduction", |(n, _, _)| n)
+    }
+
+    /// What the result varies over: one value per tensor, row or column.
+    pub fn result_shape(self) -> Option<Shape> {
+        match self {
+            RedOp::RowSum | RedOp::RowMean => Some(Shape::Row),
+            RedOp::ColSum | RedOp::ColMean => Some(Shape::Col),
+            _ => None,
+        }
+    }
+}
+
+/// One reduction: `op(arg)` (`dot(arg, arg2)`), computed where it is written.
+#[derive(Clone, Debug)]
+pub struct Reduction {
+    pub op: RedOp,
+    /// What the result varies over: `Tensor` (of per-element values), `Matrix` (of
+    /// per-row or per-column values), `Row` or `Col` (`row_*`, `col_*`).
+    pub level: Level,
+    pub arg: Expr,
+    pub arg2: Option<Expr>,
+}
+
+/// `newton_schulz(arg, steps, a, b, c, eps)` of a 2-D parameter-shaped value.
+#[derive(Clone, Debug)]
+pub struct MatrixFn {
+    pub arg: Expr,
+    /// Steps, a, b, c, eps: per-step values.
+    pub coefs: Vec<Expr>,
+}
+
 /// How often a value must be computed.
+///
+/// Ordered by how much it varies, except that `Row` and `Col` are unrelated: a value
+/// reading both varies per element (see [`Level::join`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// Hyperparameters and literals: per construction.
     Const,
     /// Adds `t` and scalar states: once per step, before the element loop.
     Step,
+    /// Adds shapes and reductions: once per tensor (after the pass that reduces).
+    Tensor,
+    /// Reductions of per-row or per-column values: one per matrix of the last two
+    /// dimensions (one in all for a 2-D tensor).
+    Matrix,
+    /// Adds row states and per-row reductions: once per row of the last two dimensions.
+    Row,
+    /// Adds column states and per-column reductions.
+    Col,
     /// Touches the parameter, the gradient or an element-wise state: per element.
     Elem,
+}
+
+impl Level {
+    /// The level of a value computed from values of levels `self` and `other`.
+    pub fn join(self, other: Level) -> Level {
+        match (self, other) {
+            (Level::Row, Level::Col) | (Level::Col, Level::Row) => Level::Elem,
+            (a, b) => a.max(b),
+        }
+    }
+
+    /// Whether the value is one number per tensor (computed outside element loops).
+    pub fn is_scalar(self) -> bool {
+        self <= Level::Tensor
+    }
 }
 
 /// Type of an expression.
@@ -115,6 +242,30 @@ pub enum Var {
     State(usize),
     Scalar(usize),
     Local(usize),
+    /// A shape value of the tensor.
+    Shape(ShapeVar),
+    /// The result of `Model::reductions[k]`.
+    Reduced(usize),
+    /// The result of `Model::matrices[k]`, read per element.
+    Matrix(usize),
+}
+
+/// The shape values the equations can read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShapeVar {
+    Numel,
+    Ndim,
+    Rows,
+    Cols,
+}
+
+impl ShapeVar {
+    pub const ALL: &'static [(&'static str, ShapeVar)] = &[
+        ("numel", ShapeVar::Numel),
+        ("ndim", ShapeVar::Ndim),
+        ("rows", ShapeVar::Rows),
+        ("cols", ShapeVar::Cols),
+    ];
 }
 
 /// Built-in element-wise functions.
@@ -131,6 +282,11 @@ pub enum Func {
     Signum,
     /// Mathematical sign: −1, 0 or 1 (0 stays 0, NaN stays NaN), as `torch.sign`.
     Sign,
+    Cbrt,
+    Tanh,
+    Square,
+    /// `clamp(x, lo, hi)`: `min(max(x, lo), hi)`.
+    Clamp,
 }
 
 impl Func {
@@ -146,6 +302,10 @@ impl Func {
         ("ln", Func::Ln, 1),
         ("signum", Func::Signum, 1),
         ("sign", Func::Sign, 1),
+        ("cbrt", Func::Cbrt, 1),
+        ("tanh", Func::Tanh, 1),
+        ("square", Func::Square, 1),
+        ("clamp", Func::Clamp, 3),
     ];
 
     pub fn lookup(name: &str) -> Option<(Func, usize)> {
@@ -225,6 +385,7 @@ pub struct Block {
 pub enum Target {
     Param,
     Grad,
+    /// A state of any shape (element, row, column).
     State(usize),
     Scalar(usize),
 }
@@ -245,4 +406,67 @@ pub enum Stmt {
         then: Block,
         otherwise: Option<Block>,
     },
+    /// Computes `Model::reductions[k]` here (its inputs as they are at this point).
+    Reduce(usize),
+    /// Takes the operand of `Model::matrices[k]` here.
+    MatrixArg(usize),
+}
+
+impl Expr {
+    /// Calls `f` on this expression and on every expression inside it, blocks and
+    /// conditions included (not inside reductions: those are in `Model::reductions`).
+    pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
+        f(self);
+        match &self.kind {
+            ExprKind::Float(_) | ExprKind::Int(_) | ExprKind::Bool(_) | ExprKind::Var(_) => {}
+            ExprKind::Neg(x) | ExprKind::Not(x) => x.visit(f),
+            ExprKind::Binary(_, a, b) => {
+                a.visit(f);
+                b.visit(f);
+            }
+            ExprKind::Call(_, xs) => xs.iter().for_each(|x| x.visit(f)),
+            ExprKind::If(c, a, b) => {
+                if let Cond::Inline(x) = &**c {
+                    x.visit(f);
+                }
+                a.visit(f);
+                b.visit(f);
+            }
+            ExprKind::Block(b) => b.visit(f),
+        }
+    }
+}
+
+impl Block {
+    /// [`Expr::visit`] over the statements and the tail.
+    pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
+        self.stmts.iter().for_each(|s| s.visit(f));
+        if let Some(t) = &self.tail {
+            t.visit(f);
+        }
+    }
+}
+
+impl Stmt {
+    /// [`Expr::visit`] over every expression of the statement (inline conditions
+    /// included; hoisted ones are in `Model::conds`).
+    pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
+        match self {
+            Stmt::Let { value, .. } | Stmt::Assign { value, .. } => value.visit(f),
+            Stmt::If {
+                cond,
+                then,
+                otherwise,
+            } => {
+                if let Cond::Inline(x) = cond {
+                    x.visit(f);
+                }
+                then.visit(f);
+                if let Some(o) = otherwise {
+                    o.visit(f);
+                }
+            }
+            Stmt::Reduce(_) | Stmt::MatrixArg(_) => {}
+        }
+    }
 }

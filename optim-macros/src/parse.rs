@@ -5,7 +5,7 @@
 //! attribute := hyper ("," hyper)* ","?
 //! hyper     := doc* IDENT (":" TYPE)? "=" literal ("in" range)?
 //! range     := literal? (".." | "..=") literal?        // bounds may be negative
-//! arg       := attr* IDENT ":" ("Param" | "Grad" | "State" | "ScalarState")
+//! arg       := attr* IDENT ":" ("Param" | "Grad" | "State" | "RowState" | "ColState" | "ScalarState")
 //! attr      := "#[when(" expr ")]" | "#[init(" expr ")]"
 //! ```
 
@@ -193,6 +193,8 @@ pub enum Role {
     Param,
     Grad,
     State,
+    RowState,
+    ColState,
     ScalarState,
 }
 
@@ -201,6 +203,8 @@ impl Role {
         ("Param", Role::Param),
         ("Grad", Role::Grad),
         ("State", Role::State),
+        ("RowState", Role::RowState),
+        ("ColState", Role::ColState),
         ("ScalarState", Role::ScalarState),
     ];
 }
@@ -326,7 +330,8 @@ pub fn args(sig: &syn::Signature, cx: &mut crate::errors::Ctxt, broken: &mut Vec
 
 /// The role a type names, or a message and the role it is probably a typo of.
 fn role_of(ty: &syn::Type) -> Result<Role, (String, Option<Role>)> {
-    let expected = "expected one of `Param`, `Grad`, `State`, `ScalarState`";
+    let expected =
+        "expected one of `Param`, `Grad`, `State`, `RowState`, `ColState`, `ScalarState`";
     let syn::Type::Path(p) = ty else {
         return Err((format!("{expected}, the role of this argument"), None));
     };
@@ -354,17 +359,21 @@ pub struct Settings {
     pub passthrough: Vec<Attribute>,
     pub lazy_rows: bool,
     pub name: Option<(String, Span)>,
+    /// `#[eval(expr)]`: the evaluation weights.
+    pub eval: Option<syn::Expr>,
 }
 
-/// Reads `#[doc]`, `#[sparse(lazy)]`, `#[name = "..."]` and lint attributes.
+/// Reads `#[doc]`, `#[sparse(lazy)]`, `#[name = "..."]`, `#[eval(...)]` and lint
+/// attributes.
 pub fn settings(attrs: &[Attribute], cx: &mut crate::errors::Ctxt) -> Settings {
     let mut s = Settings {
         docs: Vec::new(),
         passthrough: Vec::new(),
         lazy_rows: false,
         name: None,
+        eval: None,
     };
-    const KNOWN: [&str; 3] = ["doc", "sparse", "name"];
+    const KNOWN: [&str; 4] = ["doc", "sparse", "name", "eval"];
     for attr in attrs {
         let key = attr.path().to_token_stream().to_string().replace(' ', "");
         match key.as_str() {
@@ -374,6 +383,11 @@ pub fn settings(attrs: &[Attribute], cx: &mut crate::errors::Ctxt) -> Settings {
                 Ok(i) if i == "lazy" => s.lazy_rows = true,
                 Ok(i) if i == "dense" => s.lazy_rows = false,
                 _ => cx.spanned(&attr.meta, "expected `#[sparse(lazy)]` (only rows present are stepped) or `#[sparse(dense)]` (the default)"),
+            },
+            "eval" => match attr.parse_args::<syn::Expr>() {
+                Ok(_) if s.eval.is_some() => cx.spanned(attr, "a second `#[eval(...)]`; give the evaluation weights once"),
+                Ok(e) => s.eval = Some(e),
+                Err(_) => cx.spanned(&attr.meta, "expected `#[eval(expr)]`: the weights to evaluate with, per element, as in `#[eval((w - (1.0 - beta1) * z) / beta1)]`"),
             },
             "name" => match &attr.meta {
                 syn::Meta::NameValue(nv) => match &nv.value {
@@ -396,7 +410,7 @@ pub fn settings(attrs: &[Attribute], cx: &mut crate::errors::Ctxt) -> Settings {
                 let hint = crate::errors::did_you_mean(&key, KNOWN);
                 cx.spanned(
                     attr.path(),
-                    format!("unknown attribute `{key}` on an optimizer: expected `#[sparse(lazy)]`, `#[name = \"...\"]`, doc comments or lint attributes{hint}"),
+                    format!("unknown attribute `{key}` on an optimizer: expected `#[sparse(lazy)]`, `#[name = \"...\"]`, `#[eval(...)]`, doc comments or lint attributes{hint}"),
                 );
             }
         }

@@ -16,6 +16,7 @@
 //! | `radam` | [`Radam`] | RAdam |
 //! | `lazyadam` | [`LazyAdam`] | Adam on the rows of a sparse gradient |
 //! | `lookahead` | [`Lookahead`] | Lookahead around any optimizer |
+//! | `lamb` | [`Lamb`] | LAMB: Adam with a per-tensor trust ratio |
 //! | `ranger` | [`Lookahead`] + [`Radam`] | Lookahead around RAdam |
 
 pub mod adadelta;
@@ -23,6 +24,7 @@ pub mod adagrad;
 pub mod adam;
 pub mod adamax;
 pub mod adamw;
+pub mod lamb;
 pub mod lazyadam;
 pub mod lookahead;
 pub mod nadam;
@@ -38,6 +40,7 @@ pub use adagrad::Adagrad;
 pub use adam::Adam;
 pub use adamax::Adamax;
 pub use adamw::Adamw;
+pub use lamb::Lamb;
 pub use lazyadam::LazyAdam;
 pub use lookahead::Lookahead;
 pub use nadam::Nadam;
@@ -80,6 +83,7 @@ pub(crate) fn register_zoo(r: &mut Registry) {
         r.register::<Nadam>(),
         r.register::<Radam>(),
         r.register::<LazyAdam>(),
+        r.register::<Lamb>(),
         r.register::<Lookahead>(),
         r.register_composite::<Lookahead>(
             "ranger",

@@ -4,11 +4,17 @@
 
 use crate::errors::{did_you_mean, Ctxt};
 use crate::model::*;
-use crate::parse::{Args, HyperDecl, Role, Settings, SignedLit};
+use crate::parse::{Args, HyperDecl, Role, Settings};
 use proc_macro2::{Ident, Span};
 use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::Lit;
+
+mod calls;
+mod hyper;
+
+use hyper::hyper;
+pub use hyper::show_range;
 
 /// Most distinct per-step conditions hoisted out of the element loop by choice. The
 /// generated code compiles one element loop per combination of hoisted conditions
@@ -100,7 +106,7 @@ pub fn model(
         let what = match arg.role {
             Role::Param => "the parameter",
             Role::Grad => "the gradient",
-            Role::State => "a state",
+            Role::State | Role::RowState | Role::ColState => "a state",
             Role::ScalarState => "a scalar state",
         };
         if !declare(cx, &arg.name, what) {
@@ -125,7 +131,7 @@ pub fn model(
                     *slot = Some(arg.name);
                 }
             }
-            Role::State => state_args.push(arg),
+            Role::State | Role::RowState | Role::ColState => state_args.push(arg),
             Role::ScalarState => scalar_args.push(arg),
         }
     }
@@ -152,6 +158,19 @@ pub fn model(
 
     let fn_name = syn::ext::IdentExt::unraw(&func.sig.ident).to_string();
     let mut lower = Lower {
+        pending: Vec::new(),
+        reductions: Vec::new(),
+        matrices: Vec::new(),
+        red_scopes: vec![Vec::new()],
+        epoch: 0,
+        state_shapes: state_args
+            .iter()
+            .map(|a| match a.role {
+                Role::RowState => Shape::Row,
+                Role::ColState => Shape::Col,
+                _ => Shape::Elem,
+            })
+            .collect(),
         broken,
         incomplete: false,
         when_reported: vec![false; state_args.len()],
@@ -182,10 +201,16 @@ pub fn model(
             Some(e) if is_ident(e, &param) => Init::CopyOfParam,
             Some(e) => Init::Fill(lower.const_value(e, "an initial value")),
         };
+        if lower.state_shapes[i] != Shape::Elem && matches!(init, Init::CopyOfParam) {
+            if let Some(e) = &arg.init {
+                lower.cx.spanned(e, format!("`{}` holds one value per row or column, so it cannot start as a copy of the parameter; give a number, as in `#[init(0.0)]`", arg.name));
+            }
+        }
         states.push(State {
             name: arg.name.clone(),
             init,
             when,
+            shape: lower.state_shapes[i],
         });
     }
     let mut scalars = Vec::new();
@@ -207,6 +232,14 @@ pub fn model(
     }
 
     let body = lower.block_stmts(&func.block.stmts);
+    let eval = settings.eval.as_ref().and_then(|e| lower.eval_weights(e));
+    if settings.lazy_rows
+        && (!lower.reductions.is_empty()
+            || !lower.matrices.is_empty()
+            || lower.state_shapes.iter().any(|s| *s != Shape::Elem))
+    {
+        lower.cx.spanned(&func.sig.ident, "`#[sparse(lazy)]` steps only the rows present, but reductions, matrix functions and row/column states need every element; remove `#[sparse(lazy)]` (a sparse gradient is then made dense)");
+    }
 
     // Part of the body could not be read: it may hold the updates, so don't guess.
     let incomplete = lower.incomplete;
@@ -221,7 +254,9 @@ pub fn model(
         );
     }
     for (i, s) in states.iter().enumerate() {
-        if !lower.assigned_states[i] && !incomplete {
+        // A state given an initial value may be only read (MADGRAD's and Prodigy's x0).
+        let read_only_ok = state_args[i].init.is_some();
+        if !lower.assigned_states[i] && !incomplete && !read_only_ok {
             lower.cx.spanned(
                 &s.name,
                 format!("state `{0}` is never updated; assign it in the body (e.g. `{0} = beta * {0} + (1.0 - beta) * g;`) or remove it", s.name),
@@ -229,7 +264,7 @@ pub fn model(
         }
     }
     for (i, s) in scalars.iter().enumerate() {
-        if !lower.assigned_scalars[i] && !incomplete {
+        if !lower.assigned_scalars[i] && !incomplete && scalar_args[i].init.is_none() {
             lower.cx.spanned(
                 &s.name,
                 format!(
@@ -240,6 +275,7 @@ pub fn model(
         }
     }
     let conds: Vec<Expr> = lower.conds.into_iter().map(|(_, e)| e).collect();
+    let (reductions, matrices) = (lower.reductions, lower.matrices);
     if conds.len() > MAX_CONDS {
         cx.spanned(
             &func.sig.ident,
@@ -280,6 +316,9 @@ pub fn model(
         scalars,
         lazy_rows: settings.lazy_rows,
         conds,
+        reductions,
+        matrices,
+        eval,
         body,
     })
 }
@@ -320,257 +359,25 @@ fn is_ident(e: &syn::Expr, name: &Ident) -> bool {
     matches!(e, syn::Expr::Path(p) if p.path.is_ident(name))
 }
 
-/// The value of a literal, negated if written with a minus.
-fn lit_value(cx: &mut Ctxt, l: &SignedLit) -> Option<Value> {
-    let v = match &l.lit {
-        Lit::Float(f) => match f.base10_parse::<f64>() {
-            Ok(x) => Value::Float(x),
-            Err(e) => {
-                cx.spanned(f, e);
-                return None;
-            }
-        },
-        Lit::Int(i) => match i.base10_parse::<i64>() {
-            Ok(x) => Value::Int(x),
-            Err(_) => {
-                cx.spanned(
-                    i,
-                    "this integer does not fit in an `i64`; write it as a float, such as `1e20`",
-                );
-                return None;
-            }
-        },
-        Lit::Bool(b) => Value::Bool(b.value),
-        other => {
-            cx.spanned(other, "expected a number or `true`/`false`");
-            return None;
-        }
-    };
-    Some(match (l.negative, v) {
-        (false, v) => v,
-        (true, Value::Float(x)) => Value::Float(-x),
-        (true, Value::Int(i)) => Value::Int(-i),
-        (true, Value::Bool(_)) => {
-            cx.at(
-                l.span,
-                "a bool cannot be negated here; write `true` or `false`",
-            );
-            return None;
-        }
-    })
-}
-
-fn kind_text(k: HyperKind) -> &'static str {
-    match k {
-        HyperKind::Float => "a float",
-        HyperKind::Bool => "a bool",
-        HyperKind::Int => "an integer",
-    }
-}
-
-/// A hyperparameter from its declaration. `Err(Some(h))`: an error was reported but `h`
-/// (its kind known, its default a stand-in) lets the rest of the definition be checked;
-/// `Err(None)`: nothing usable.
-fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Result<Hyper, Option<Hyper>> {
-    let declared = match &d.ty {
-        None => None,
-        Some(ty) => {
-            let t = ty.to_token_stream().to_string();
-            match t.as_str() {
-                "f64" | "f32" => Some(HyperKind::Float),
-                "bool" => Some(HyperKind::Bool),
-                "i64" | "i32" | "u32" | "u64" | "usize" => Some(HyperKind::Int),
-                _ => {
-                    cx.spanned(
-                        ty,
-                        format!(
-                            "unsupported hyperparameter type `{t}`; use `f64`, `bool` or `i64`"
-                        ),
-                    );
-                    return Err(None);
-                }
-            }
-        }
-    };
-    let doc = d
-        .docs
-        .iter()
-        .filter_map(|a| match &a.meta {
-            syn::Meta::NameValue(nv) if nv.path.is_ident("doc") => match &nv.value {
-                syn::Expr::Lit(syn::ExprLit {
-                    lit: Lit::Str(s), ..
-                }) => Some(s.value().trim().to_string()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    // What the rest of the definition sees if this declaration is wrong.
-    let stand_in = |kind: HyperKind| {
-        Some(Hyper {
-            name: d.name.clone(),
-            kind,
-            default: match kind {
-                HyperKind::Float => Value::Float(0.0),
-                HyperKind::Bool => Value::Bool(false),
-                HyperKind::Int => Value::Int(0),
-            },
-            lo: Bound::Unbounded,
-            hi: Bound::Unbounded,
-            doc: String::new(),
-        })
-    };
-    let Some(default) = lit_value(cx, &d.default) else {
-        return Err(declared.and_then(stand_in));
-    };
-    let written_kind = match default {
-        Value::Float(_) => HyperKind::Float,
-        Value::Bool(_) => HyperKind::Bool,
-        Value::Int(_) => HyperKind::Int,
-    };
-    let kind = declared.unwrap_or(written_kind);
-    let default = match (kind, default) {
-        (HyperKind::Float, Value::Int(i)) => Value::Float(i as f64),
-        (k, v) if k == written_kind => v,
-        (k, _) => {
-            let want = match k {
-                HyperKind::Float => "a float such as `0.5`",
-                HyperKind::Bool => "`true` or `false`",
-                HyperKind::Int => "an integer such as `5`",
-            };
-            cx.at(
-                d.default.span,
-                format!(
-                    "the default of `{0}` has the wrong type: `{0}` is declared {1}, so the default must be {want}",
-                    d.name,
-                    kind_text(k)
-                ),
-            );
-            return Err(stand_in(kind));
-        }
-    };
-    let (mut lo, mut hi) = (Bound::Unbounded, Bound::Unbounded);
-    if let Some(r) = &d.range {
-        if kind == HyperKind::Bool {
-            cx.at(
-                r.span,
-                format!(
-                    "`{}` is a bool; a bool takes no range: remove `in ...`",
-                    d.name
-                ),
-            );
-            return Err(stand_in(kind));
-        }
-        let bound = |cx: &mut Ctxt, l: &SignedLit| -> Option<f64> {
-            match lit_value(cx, l)? {
-                Value::Float(x) if kind == HyperKind::Float => Some(x),
-                Value::Int(i) => Some(i as f64),
-                _ => {
-                    cx.at(
-                        l.span,
-                        format!(
-                            "range bounds of `{}` must be {}",
-                            d.name,
-                            if kind == HyperKind::Int {
-                                "integers, such as `1..`"
-                            } else {
-                                "numbers, such as `0.0..1.0`"
-                            }
-                        ),
-                    );
-                    None
-                }
-            }
-        };
-        if let Some(l) = &r.lo {
-            match bound(cx, l) {
-                Some(x) => lo = Bound::Inclusive(x),
-                None => return Err(stand_in(kind)),
-            }
-        }
-        if let Some(h) = &r.hi {
-            let Some(x) = bound(cx, h) else {
-                return Err(stand_in(kind));
-            };
-            hi = if r.inclusive_hi {
-                Bound::Inclusive(x)
-            } else {
-                Bound::Exclusive(x)
-            };
-        }
-        if let (Bound::Inclusive(l), Bound::Inclusive(h) | Bound::Exclusive(h)) = (lo, hi) {
-            let empty = match hi {
-                Bound::Inclusive(_) => l > h,
-                _ => l >= h,
-            };
-            if empty || l.is_nan() || h.is_nan() {
-                cx.at(
-                    r.span,
-                    format!(
-                        "the range {} of `{}` is empty; write the lower bound first, as in `0.0..1.0`",
-                        show_range(lo, hi),
-                        d.name
-                    ),
-                );
-                return Err(stand_in(kind));
-            }
-        }
-    }
-    let x = match default {
-        Value::Float(x) => Some(x),
-        Value::Int(i) => Some(i as f64),
-        Value::Bool(_) => None,
-    };
-    if let Some(x) = x {
-        let ok_lo = match lo {
-            Bound::Inclusive(l) => x >= l,
-            _ => true,
-        };
-        let ok_hi = match hi {
-            Bound::Inclusive(h) => x <= h,
-            Bound::Exclusive(h) => x < h,
-            _ => true,
-        };
-        if !(ok_lo && ok_hi) {
-            cx.at(
-                d.default.span,
-                format!(
-                    "the default {x} of `{}` is outside its range {}; change the default or the range",
-                    d.name,
-                    show_range(lo, hi)
-                ),
-            );
-            return Err(stand_in(kind));
-        }
-    }
-    Ok(Hyper {
-        name: d.name,
-        kind,
-        default,
-        lo,
-        hi,
-        doc,
-    })
-}
-
-/// An interval as users read it: `[0, 1)`.
-pub fn show_range(lo: Bound, hi: Bound) -> String {
-    let l = match lo {
-        Bound::Inclusive(l) => format!("[{l}"),
-        Bound::Exclusive(l) => format!("({l}"),
-        Bound::Unbounded => "(-inf".into(),
-    };
-    let h = match hi {
-        Bound::Inclusive(h) => format!("{h}]"),
-        Bound::Exclusive(h) => format!("{h})"),
-        Bound::Unbounded => "inf)".into(),
-    };
-    format!("{l}, {h}")
+/// [`Expr::visit`], as the submodules call it.
+fn visit_expr(x: &Expr, f: &mut impl FnMut(&Expr)) {
+    x.visit(f)
 }
 
 /// Lowering of the body: name resolution, typing, classification.
 struct Lower<'a> {
+    /// Reductions and matrix functions met in the statement being lowered, placed before
+    /// it (`Stmt::Reduce`, `Stmt::MatrixArg`).
+    pending: Vec<Stmt>,
+    reductions: Vec<Reduction>,
+    matrices: Vec<MatrixFn>,
+    /// Reductions already computed and still valid, per block: key (name, arguments,
+    /// assignment epoch) and index. Reused instead of computed again.
+    red_scopes: Vec<Vec<(String, usize)>>,
+    /// Counts assignments: a reduction of the same expression after one is a new one.
+    epoch: usize,
+    /// Per state: its shape (element, row, column).
+    state_shapes: Vec<Shape>,
     cx: &'a mut Ctxt,
     /// Names declared but malformed (already reported): uses are accepted silently.
     broken: Vec<String>,
@@ -641,8 +448,8 @@ impl Lower<'_> {
         if is_poison(&x) {
             return None;
         }
-        if x.ty != Ty::Bool || x.level != Level::Const {
-            self.cx.spanned(e, "`#[when(...)]` takes a condition on hyperparameters only, such as `#[when(amsgrad)]` or `#[when(momentum > 0.0)]`");
+        if x.ty != Ty::Bool || !only_options_and_shape(&x) {
+            self.cx.spanned(e, "`#[when(...)]` takes a condition on hyperparameters and the tensor's shape only, such as `#[when(amsgrad)]`, `#[when(momentum > 0.0)]` or `#[when(ndim >= 2)]`");
             return None;
         }
         Some(self.hoist_cond(key_of(e), x))
@@ -654,6 +461,22 @@ impl Lower<'_> {
         }
         self.conds.push((key, x));
         self.conds.len() - 1
+    }
+
+    /// The `#[eval(...)]` expression: per element, from the parameter and states.
+    fn eval_weights(&mut self, e: &syn::Expr) -> Option<Expr> {
+        let first = self.pending.len();
+        let x = self.expr(e);
+        if self.pending.len() > first {
+            self.pending.truncate(first);
+            self.cx.spanned(e, "the evaluation weights are computed per element from the parameter and its states; reductions and matrix functions cannot appear in `#[eval(...)]`");
+            return None;
+        }
+        if is_poison(&x) {
+            return None;
+        }
+        self.expect_ty(&x, Ty::Float, e, "the evaluation weights");
+        Some(x)
     }
 
     /// A per-construction float (initial values).
@@ -713,6 +536,9 @@ impl Lower<'_> {
         if let Some(i) = self.scalars.iter().position(|s| s == name) {
             return Some(Var::Scalar(i));
         }
+        if let Some(&(_, v)) = ShapeVar::ALL.iter().find(|(n, _)| *n == name) {
+            return Some(Var::Shape(v));
+        }
         None
     }
 
@@ -739,7 +565,10 @@ impl Lower<'_> {
                 Level::Const,
             ),
             Var::Step | Var::Scalar(_) => (Ty::Float, Level::Step),
-            Var::Param | Var::Grad | Var::State(_) => (Ty::Float, Level::Elem),
+            Var::Shape(_) => (Ty::Float, Level::Tensor),
+            Var::Param | Var::Grad | Var::Matrix(_) => (Ty::Float, Level::Elem),
+            Var::State(i) => (Ty::Float, self.state_shapes[i].level()),
+            Var::Reduced(k) => (Ty::Float, self.reductions[k].level),
             Var::Local(id) => self
                 .scopes
                 .iter()
@@ -939,62 +768,8 @@ impl Lower<'_> {
         self.expect_ty(&r, operand, &b.right, "this operand");
         Expr {
             ty: result,
-            level: l.level.max(r.level),
+            level: l.level.join(r.level),
             kind: ExprKind::Binary(op, Box::new(l), Box::new(r)),
-        }
-    }
-
-    fn call(&mut self, ident: &Ident, args: Vec<&syn::Expr>, whole: &impl ToTokens) -> Expr {
-        let name = ident.to_string();
-        let Some((func, arity)) = Func::lookup(&name) else {
-            let hint = did_you_mean(&name, Func::ALL.iter().map(|(n, ..)| *n));
-            let all: Vec<&str> = Func::ALL.iter().map(|(n, ..)| *n).collect();
-            return self.err(
-                ident,
-                format!(
-                    "unknown function `{name}`: the equations can call {}{hint}",
-                    all.join(", ")
-                ),
-            );
-        };
-        if args.len() != arity {
-            let usage = if arity == 1 {
-                format!("`{name}(x)` or `x.{name}()`")
-            } else {
-                format!("`{name}(x, y)` or `x.{name}(y)`")
-            };
-            return self.err(
-                whole,
-                format!(
-                    "`{name}` takes {arity} argument{}, got {}: write {usage}",
-                    if arity == 1 { "" } else { "s" },
-                    args.len()
-                ),
-            );
-        }
-        let xs: Vec<Expr> = args.iter().map(|a| self.expr(a)).collect();
-        if xs.iter().any(is_poison) {
-            return poison();
-        }
-        for (x, a) in xs.iter().zip(&args) {
-            self.expect_ty(x, Ty::Float, a, &format!("the argument of `{name}`"));
-        }
-        let level = xs.iter().map(|x| x.level).max().unwrap_or(Level::Const);
-        if func == Func::Powi && level == Level::Elem && !matches!(xs[1].kind, ExprKind::Int(_)) {
-            return self.err(args[1], "in a per-element `powi` the exponent must be an integer literal; use `powf` for other exponents");
-        }
-        if let Some(ExprKind::Int(n)) = xs.get(1).filter(|_| func == Func::Powi).map(|x| &x.kind) {
-            if i32::try_from(*n).is_err() {
-                return self.err(
-                    args[1],
-                    "a `powi` exponent must fit in an `i32`; use `powf` for larger exponents",
-                );
-            }
-        }
-        Expr {
-            kind: ExprKind::Call(func, xs),
-            ty: Ty::Float,
-            level,
         }
     }
 
@@ -1007,7 +782,7 @@ impl Lower<'_> {
         let e = &*i.cond;
         let x = self.expr(e);
         self.expect_ty(&x, Ty::Bool, e, "an `if` condition");
-        if x.level > Level::Step {
+        if !x.level.is_scalar() {
             return Cond::Inline(x);
         }
         let key = key_of(e);
@@ -1123,8 +898,8 @@ impl Lower<'_> {
             Cond::Inline(x) => x.level,
         };
         let level = cond_level
-            .max(block_level(&then))
-            .max(block_level(&otherwise));
+            .join(block_level(&then))
+            .join(block_level(&otherwise));
         Expr {
             kind: ExprKind::If(Box::new(cond), Box::new(then), Box::new(otherwise)),
             ty,
@@ -1134,12 +909,35 @@ impl Lower<'_> {
 
     fn block(&mut self, stmts: &[syn::Stmt]) -> Block {
         self.scopes.push(Vec::new());
+        self.red_scopes.push(Vec::new());
+        let (first_local, first_pending) = (self.locals, self.pending.len());
         let (body, tail) = match stmts.split_last() {
             Some((syn::Stmt::Expr(e, None), rest)) if !is_statement_expr(e) => (rest, Some(e)),
             _ => (stmts, None),
         };
         let stmts = self.stmts(body);
-        let tail = tail.map(|e| self.expr(e));
+        let tail_value = tail.map(|e| self.expr(e));
+        // Reductions in a block's value are computed before the statement holding the
+        // block, where the block's own `let`s do not exist yet.
+        let uses_own = self
+            .pending
+            .get(first_pending..)
+            .unwrap_or_default()
+            .iter()
+            .any(|p| {
+                let arg = match p {
+                    Stmt::Reduce(k) => self.reductions.get(*k).map(|r| &r.arg),
+                    Stmt::MatrixArg(k) => self.matrices.get(*k).map(|m| &m.arg),
+                    _ => None,
+                };
+                arg.is_some_and(|a| reads_local_from(a, first_local))
+            });
+        if let (true, Some(e)) = (uses_own, tail) {
+            self.pending.truncate(first_pending);
+            self.cx.spanned(e, "a reduction or matrix function in the value of an `if` or block cannot use a `let` of that branch; bind the `let` before the `if`");
+        }
+        let tail = tail_value;
+        self.red_scopes.pop();
         self.scopes.pop();
         Block { stmts, tail }
     }
@@ -1161,17 +959,18 @@ impl Lower<'_> {
     fn stmts(&mut self, stmts: &[syn::Stmt]) -> Vec<Stmt> {
         let mut out = Vec::new();
         for s in stmts {
+            let first_pending = self.pending.len();
+            let lowered = match s {
+                syn::Stmt::Local(l) => self.let_stmt(l),
+                syn::Stmt::Expr(e, _) => self.expr_stmt(e),
+                _ => None,
+            };
+            // Reductions and matrix operands are taken just before the statement that
+            // uses them.
+            out.extend(self.pending.drain(first_pending..));
+            out.extend(lowered);
             match s {
-                syn::Stmt::Local(l) => {
-                    if let Some(st) = self.let_stmt(l) {
-                        out.push(st);
-                    }
-                }
-                syn::Stmt::Expr(e, _) => {
-                    if let Some(st) = self.expr_stmt(e) {
-                        out.push(st);
-                    }
-                }
+                syn::Stmt::Local(_) | syn::Stmt::Expr(..) => {}
                 syn::Stmt::Item(item) => {
                     self.incomplete = true;
                     self.cx.spanned(item, "items (fn, struct, use, ...) cannot appear in the equations; define helpers outside the optimizer")
@@ -1239,7 +1038,8 @@ impl Lower<'_> {
         }
         let ident = ident?;
         let name = ident.to_string();
-        if name.starts_with("__") || self.lookup(&name).is_some() {
+        let shadows_builtin = matches!(self.lookup(&name), Some(Var::Shape(_)));
+        if name.starts_with("__") || (self.lookup(&name).is_some() && !shadows_builtin) {
             let what = match self.lookup(&name) {
                 Some(Var::Local(_)) => "a `let` binding",
                 Some(Var::Hyper(_)) => "a hyperparameter",
@@ -1247,7 +1047,9 @@ impl Lower<'_> {
                 Some(Var::Param) => "the parameter",
                 Some(Var::Grad) => "the gradient",
                 Some(Var::State(_) | Var::Scalar(_)) => "a state",
-                None => "reserved for generated code",
+                Some(Var::Shape(_) | Var::Reduced(_) | Var::Matrix(_)) | None => {
+                    "reserved for generated code"
+                }
             };
             self.cx.spanned(
                 ident,
@@ -1327,9 +1129,25 @@ impl Lower<'_> {
         let (target, ident) = target?;
         let name = ident.to_string();
         self.expect_ty(&value, Ty::Float, right, "the assigned value");
+        self.epoch += 1;
+        if let Target::State(i) = target {
+            let shape = self.state_shapes[i];
+            let fits = value.level.join(shape.level()) == shape.level();
+            if shape != Shape::Elem && !fits && !is_poison(&value) {
+                let (one, reduce) = if shape == Shape::Row {
+                    ("row", "row_mean(...)` or `row_sum(...)")
+                } else {
+                    ("column", "col_mean(...)` or `col_sum(...)")
+                };
+                self.cx.spanned(right, format!("`{name}` holds one value per {one}, but this value differs per element{}; reduce it with `{reduce}`", if value.level == Level::Elem { "" } else { " (it mixes rows and columns)" }));
+            }
+            if shape != Shape::Elem && self.inline_depth > 0 {
+                self.cx.spanned(&ident, format!("`{name}` holds one value per row or column, so it cannot be assigned under a per-element condition"));
+            }
+        }
         if let Target::Scalar(_) = target {
-            if value.level == Level::Elem && !is_poison(&value) {
-                self.cx.spanned(right, format!("scalar state `{name}` holds one number per parameter, but this value differs per element (it reads the parameter, the gradient or an element-wise state); declare `{name}: State` for a per-element value"));
+            if !value.level.is_scalar() && !is_poison(&value) {
+                self.cx.spanned(right, format!("scalar state `{name}` holds one number per parameter, but this value differs per element (it reads the parameter, the gradient or an element-wise state); declare `{name}: State` for a per-element value, or reduce it (`sum`, `mean`, `norm`, ...)"));
             }
             if self.inline_depth > 0 {
                 self.cx.spanned(
@@ -1385,6 +1203,13 @@ impl Lower<'_> {
                 self.assigned_scalars[i] = true;
                 Target::Scalar(i)
             }
+            Some(Var::Shape(_) | Var::Reduced(_) | Var::Matrix(_)) => {
+                self.cx.spanned(
+                    ident,
+                    format!("cannot assign to `{name}`: it is the tensor's shape, provided by the runtime; bind a derived value with `let`"),
+                );
+                return None;
+            }
             Some(Var::Hyper(_)) => {
                 self.cx.spanned(ident, format!("cannot assign to hyperparameter `{name}`: hyperparameters are read-only in the equations; declare a state (`{name}_state: State`) for a value that changes"));
                 return None;
@@ -1425,12 +1250,32 @@ fn collect_idents(tokens: proc_macro2::TokenStream, out: &mut Vec<String>) {
 fn block_level(b: &Block) -> Level {
     let mut l = b.tail.as_ref().map_or(Level::Const, |t| t.level);
     for s in &b.stmts {
-        l = l.max(match s {
+        l = l.join(match s {
             Stmt::Let { value, .. } => value.level,
+            Stmt::Reduce(_) | Stmt::MatrixArg(_) => Level::Const,
             Stmt::Assign { .. } | Stmt::If { .. } => Level::Elem,
         });
     }
     l
+}
+
+/// Whether `x` reads a `let` numbered `first` or later.
+fn reads_local_from(x: &Expr, first: usize) -> bool {
+    let mut found = false;
+    x.visit(&mut |e| found |= matches!(e.kind, ExprKind::Var(Var::Local(id)) if id >= first));
+    found
+}
+
+/// Whether `x` reads only hyperparameters, literals and shape values (a `#[when]`
+/// condition: fixed for a tensor once its optimizer is built).
+fn only_options_and_shape(x: &Expr) -> bool {
+    let mut ok = true;
+    x.visit(&mut |e| {
+        if let ExprKind::Var(v) = e.kind {
+            ok &= matches!(v, Var::Hyper(_) | Var::Shape(_));
+        }
+    });
+    ok
 }
 
 /// Whether a trailing expression without `;` is really a statement: an assignment, or an

@@ -17,17 +17,23 @@
 //! | `lazyadam` | [`LazyAdam`] | Adam on the rows of a sparse gradient |
 //! | `lookahead` | [`Lookahead`] | Lookahead around any optimizer |
 //! | `lamb` | [`Lamb`] | LAMB: Adam with a per-tensor trust ratio |
+//! | `lars` | [`Lars`] | LARS: momentum SGD with a per-tensor trust ratio |
+//! | `novograd` | [`Novograd`] | NovoGrad: a per-tensor second moment |
+//! | `adafactor` | [`Adafactor`] | Adafactor: a factored second moment |
 //! | `ranger` | [`Lookahead`] + [`Radam`] | Lookahead around RAdam |
 
 pub mod adadelta;
+pub mod adafactor;
 pub mod adagrad;
 pub mod adam;
 pub mod adamax;
 pub mod adamw;
 pub mod lamb;
+pub mod lars;
 pub mod lazyadam;
 pub mod lookahead;
 pub mod nadam;
+pub mod novograd;
 pub mod radam;
 pub mod rmsprop;
 pub mod sgd;
@@ -36,14 +42,17 @@ pub mod conformance;
 pub mod registry;
 
 pub use adadelta::Adadelta;
+pub use adafactor::Adafactor;
 pub use adagrad::Adagrad;
 pub use adam::Adam;
 pub use adamax::Adamax;
 pub use adamw::Adamw;
 pub use lamb::Lamb;
+pub use lars::Lars;
 pub use lazyadam::LazyAdam;
 pub use lookahead::Lookahead;
 pub use nadam::Nadam;
+pub use novograd::Novograd;
 pub use radam::Radam;
 pub use registry::{build, Registry};
 pub use rmsprop::Rmsprop;
@@ -84,6 +93,9 @@ pub(crate) fn register_zoo(r: &mut Registry) {
         r.register::<Radam>(),
         r.register::<LazyAdam>(),
         r.register::<Lamb>(),
+        r.register::<Lars>(),
+        r.register::<Novograd>(),
+        r.register::<Adafactor>(),
         r.register::<Lookahead>(),
         r.register_composite::<Lookahead>(
             "ranger",

@@ -163,6 +163,8 @@ pub fn model(
         matrices: Vec::new(),
         red_scopes: vec![Vec::new()],
         epoch: 0,
+        value_depth: 0,
+        assigns_in_values: Vec::new(),
         state_shapes: state_args
             .iter()
             .map(|a| match a.role {
@@ -233,6 +235,14 @@ pub fn model(
 
     let body = lower.block_stmts(&func.block.stmts);
     let eval = settings.eval.as_ref().and_then(|e| lower.eval_weights(e));
+    let passes = !lower.reductions.is_empty()
+        || !lower.matrices.is_empty()
+        || lower.state_shapes.iter().any(|s| *s != Shape::Elem);
+    if passes {
+        for span in std::mem::take(&mut lower.assigns_in_values) {
+            lower.cx.at(span, "with reductions, matrix functions or row/column states, assign states in statements (`if c { m = ...; } else { ... }`), not inside an `if` or block used as a value: the macro splits the body into passes by statement");
+        }
+    }
     if settings.lazy_rows
         && (!lower.reductions.is_empty()
             || !lower.matrices.is_empty()
@@ -378,6 +388,10 @@ struct Lower<'a> {
     epoch: usize,
     /// Per state: its shape (element, row, column).
     state_shapes: Vec<Shape>,
+    /// Depth of `if` values and blocks around this point.
+    value_depth: usize,
+    /// Assignments inside `if` values or blocks (rejected in definitions with passes).
+    assigns_in_values: Vec<Span>,
     cx: &'a mut Ctxt,
     /// Names declared but malformed (already reported): uses are accepted silently.
     broken: Vec<String>,
@@ -416,6 +430,30 @@ fn strip_parens(e: &syn::Expr) -> &syn::Expr {
     match e {
         syn::Expr::Paren(p) => strip_parens(&p.expr),
         other => other,
+    }
+}
+
+/// The key of the condition that holds in the `else` of `e`: the opposite comparison, or
+/// the operand of a `!`.
+fn complement_key(e: &syn::Expr) -> Option<String> {
+    use syn::BinOp as B;
+    match strip_parens(e) {
+        syn::Expr::Unary(u) if matches!(u.op, syn::UnOp::Not(_)) => Some(key_of(&u.expr)),
+        syn::Expr::Binary(b) => {
+            let op: syn::BinOp = match b.op {
+                B::Lt(_) => syn::parse_quote!(>=),
+                B::Le(_) => syn::parse_quote!(>),
+                B::Gt(_) => syn::parse_quote!(<=),
+                B::Ge(_) => syn::parse_quote!(<),
+                B::Eq(_) => syn::parse_quote!(!=),
+                B::Ne(_) => syn::parse_quote!(==),
+                _ => return None,
+            };
+            let mut flipped = b.clone();
+            flipped.op = op;
+            Some(key_of(&syn::Expr::Binary(flipped)))
+        }
+        _ => None,
     }
 }
 
@@ -708,7 +746,9 @@ impl Lower<'_> {
             }
             E::If(i) => self.if_expr(i),
             E::Block(b) if b.label.is_none() => {
+                self.value_depth += 1;
                 let block = self.block(&b.block.stmts);
+                self.value_depth -= 1;
                 match &block.tail {
                     Some(t) => Expr {
                         ty: t.ty,
@@ -853,6 +893,9 @@ impl Lower<'_> {
         let before = self.known.len();
         if then {
             conjunct_keys(cond_expr, &mut self.known);
+        } else if let Some(key) = complement_key(cond_expr) {
+            // The `else` of `ndim >= 2` knows `ndim < 2` (and of `!amsgrad`, `amsgrad`).
+            self.known.push(key);
         }
         let inline = matches!(cond, Cond::Inline(_));
         self.inline_depth += usize::from(inline);
@@ -871,6 +914,13 @@ impl Lower<'_> {
     }
 
     fn if_expr(&mut self, i: &syn::ExprIf) -> Expr {
+        self.value_depth += 1;
+        let x = self.if_value(i);
+        self.value_depth -= 1;
+        x
+    }
+
+    fn if_value(&mut self, i: &syn::ExprIf) -> Expr {
         let cond = self.cond(i);
         let then = self.arm(&i.cond, &cond, true, &i.then_branch.stmts);
         let Some(else_stmts) = self.else_stmts(i) else {
@@ -1130,6 +1180,9 @@ impl Lower<'_> {
         let name = ident.to_string();
         self.expect_ty(&value, Ty::Float, right, "the assigned value");
         self.epoch += 1;
+        if self.value_depth > 0 {
+            self.assigns_in_values.push(ident.span());
+        }
         if let Target::State(i) = target {
             let shape = self.state_shapes[i];
             let fits = value.level.join(shape.level()) == shape.level();

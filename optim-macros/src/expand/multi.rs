@@ -843,8 +843,11 @@ fn factor_expr(m: &Model, g: &mut Gen, e: &Expr, shape: Shape) -> TokenStream {
     }
     match &e.kind {
         ExprKind::Var(Var::State(i)) if m.states[*i].shape == shape => {
+            // A state its option disables is empty: read as 0 where the code that reads
+            // it runs anyway (a reduction taken before the `if` that uses it).
             let st = format_ident!("__st{}", i);
-            to_f64(quote!(#st[__r]))
+            let v = to_f64(quote!(__v));
+            quote!(match #st.get(__r) { Some(&__v) => #v, None => 0.0 })
         }
         ExprKind::Var(Var::Reduced(k)) if m.reductions[*k].level == shape.level() => {
             quote!(__sums_v[__offs[#k] + __r])

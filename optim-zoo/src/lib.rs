@@ -20,6 +20,7 @@
 //! | `lars` | [`Lars`] | LARS: momentum SGD with a per-tensor trust ratio |
 //! | `novograd` | [`Novograd`] | NovoGrad: a per-tensor second moment |
 //! | `adafactor` | [`Adafactor`] | Adafactor: a factored second moment |
+//! | `muon` | [`Muon`] | Muon: orthogonalized momentum, for matrices |
 //! | `ranger` | [`Lookahead`] + [`Radam`] | Lookahead around RAdam |
 
 pub mod adadelta;
@@ -32,6 +33,7 @@ pub mod lamb;
 pub mod lars;
 pub mod lazyadam;
 pub mod lookahead;
+pub mod muon;
 pub mod nadam;
 pub mod novograd;
 pub mod radam;
@@ -51,6 +53,7 @@ pub use lamb::Lamb;
 pub use lars::Lars;
 pub use lazyadam::LazyAdam;
 pub use lookahead::Lookahead;
+pub use muon::Muon;
 pub use nadam::Nadam;
 pub use novograd::Novograd;
 pub use radam::Radam;
@@ -96,6 +99,7 @@ pub(crate) fn register_zoo(r: &mut Registry) {
         r.register::<Lars>(),
         r.register::<Novograd>(),
         r.register::<Adafactor>(),
+        r.register::<Muon>(),
         r.register::<Lookahead>(),
         r.register_composite::<Lookahead>(
             "ranger",

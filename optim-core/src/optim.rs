@@ -485,6 +485,35 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
         Box::new(self.clone())
     }
 
+    fn eval_params_into(&self, params: &Params<T>, out: &mut Params<T>) -> Result<()> {
+        if A::EVAL {
+            // Check first: on error `out` is left as it was.
+            for (name, param) in params.iter() {
+                if let Some(slot) = self.slots.get(name) {
+                    slot.check_shape(name, param)?;
+                }
+            }
+        }
+        out.copy_from(params);
+        if !A::EVAL {
+            return Ok(());
+        }
+        for index in 0..out.len() {
+            let (name, target) = out.entry_mut(index);
+            let (Some(slot), Some(w)) = (self.slots.get(name), params.get(name)) else {
+                continue; // no state yet: its evaluation weights are its weights
+            };
+            let group = self.groups.iter().position(|g| g.selector.matches(name));
+            let a = group
+                .and_then(|g| self.resolved.get(g))
+                .unwrap_or(&self.base);
+            if let (Some(w), Some(target)) = (w.as_slice(), target.as_slice_mut()) {
+                a.eval(slot.t, &slot.shape, &slot.scalars, w, &slot.states, target);
+            }
+        }
+        Ok(())
+    }
+
     fn set_non_finite_policy(&mut self, policy: NonFinitePolicy) -> Result<()> {
         self.policy = policy;
         Ok(())

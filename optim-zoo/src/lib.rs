@@ -21,6 +21,7 @@
 //! | `novograd` | [`Novograd`] | NovoGrad: a per-tensor second moment |
 //! | `adafactor` | [`Adafactor`] | Adafactor: a factored second moment |
 //! | `muon` | [`Muon`] | Muon: orthogonalized momentum, for matrices |
+//! | `schedule_free_adamw` | [`ScheduleFreeAdamw`] | schedule-free AdamW, with evaluation weights |
 //! | `ranger` | [`Lookahead`] + [`Radam`] | Lookahead around RAdam |
 
 pub mod adadelta;
@@ -38,6 +39,7 @@ pub mod nadam;
 pub mod novograd;
 pub mod radam;
 pub mod rmsprop;
+pub mod schedule_free;
 pub mod sgd;
 
 pub mod conformance;
@@ -59,6 +61,7 @@ pub use novograd::Novograd;
 pub use radam::Radam;
 pub use registry::{build, Registry};
 pub use rmsprop::Rmsprop;
+pub use schedule_free::ScheduleFreeAdamw;
 pub use sgd::Sgd;
 
 /// Adds every zoo optimizer and the survey's presets to `r`.
@@ -100,6 +103,7 @@ pub(crate) fn register_zoo(r: &mut Registry) {
         r.register::<Novograd>(),
         r.register::<Adafactor>(),
         r.register::<Muon>(),
+        r.register::<ScheduleFreeAdamw>(),
         r.register::<Lookahead>(),
         r.register_composite::<Lookahead>(
             "ranger",

@@ -213,6 +213,50 @@ pub trait Algorithm: Clone + std::fmt::Debug + Default + Send + Sync + 'static {
         states: &mut [Vec<T>],
         work: &mut Workspace<T>,
     );
+    /// Phases of a step: 1, unless the equations sum over every parameter
+    /// (`total_sum`): then each phase runs over every parameter before the next starts,
+    /// with the optimizer-wide code ([`Algorithm::global_step`]) in between.
+    const PHASES: usize = 1;
+    /// Optimizer-wide scalar states (`GlobalState`), in declaration order.
+    const GLOBALS: &'static [ScalarSpec] = &[];
+    /// Length of the optimizer-wide frame: the global states first, then the values the
+    /// optimizer-wide code computes, then the [`Algorithm::SUMS`] sums over every
+    /// parameter.
+    const FRAME: usize = 0;
+    /// Number of sums over every parameter (the frame's last entries).
+    const SUMS: usize = 0;
+    /// The initial value of global state `index`.
+    fn global_init(&self, index: usize) -> f64 {
+        let _ = index;
+        0.0
+    }
+    /// The optimizer-wide code that runs once before phase `phase` of a step (the sums
+    /// of the phase before are in the frame's last entries).
+    fn global_step(&self, phase: usize, frame: &mut [f64]) {
+        let _ = (phase, frame);
+    }
+    /// Phase `phase` of one parameter's step, reading the optimizer-wide `frame` and
+    /// writing this parameter's share of each sum over every parameter into `sums`
+    /// ([`Algorithm::SUMS`] entries). With one phase it is [`Algorithm::step`].
+    #[allow(clippy::too_many_arguments)]
+    fn step_phase<T: Scalar>(
+        &self,
+        phase: usize,
+        frame: &[f64],
+        sums: &mut [f64],
+        t: u64,
+        shape: &[usize],
+        scalars: &mut [f64],
+        w: &mut [T],
+        grad: GradView<'_, T>,
+        states: &mut [Vec<T>],
+        work: &mut Workspace<T>,
+    ) {
+        let _ = (frame, sums);
+        if phase == 0 {
+            self.step(t, shape, scalars, w, grad, states, work);
+        }
+    }
     /// Whether the algorithm declares evaluation weights (`#[eval(...)]`) that differ
     /// from the training weights.
     const EVAL: bool = false;

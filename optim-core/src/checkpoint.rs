@@ -351,7 +351,7 @@ fn encode_level<'a>(
         Some(inner) => encode_level(inner, &format!("{prefix}inner/"), version, tensors)?,
         None => Value::Null,
     };
-    Ok(json!({
+    let mut level = json!({
         "optimizer": state.optimizer,
         "hyper": state.hyper.iter().map(|(n, v)| json!([n, hyper(*v)])).collect::<Vec<_>>(),
         "groups": state.groups.iter().map(|g| json!({
@@ -364,7 +364,15 @@ fn encode_level<'a>(
         "step": state.step,
         "params": params,
         "inner": inner,
-    }))
+    });
+    if !state.globals.is_empty() {
+        level["globals"] = json!(state
+            .globals
+            .iter()
+            .map(|(n, x)| json!([n, float(*x)]))
+            .collect::<Vec<_>>());
+    }
+    Ok(level)
 }
 
 /// A float that reads back bit for bit: a JSON number, or `"inf"`, `"-inf"`, `"nan"`.
@@ -519,11 +527,23 @@ fn decode_level(
     stored: &HashMap<String, Stored<'_>>,
     used: &mut Used,
 ) -> Result<OptimizerState> {
-    let m = object(
-        v,
-        path,
-        &["optimizer", "hyper", "groups", "step", "params", "inner"],
-    )?;
+    const LEVEL: [&str; 6] = ["optimizer", "hyper", "groups", "step", "params", "inner"];
+    // `globals` is written only by optimizers that have optimizer-wide states.
+    let globals = match v.get("globals") {
+        Some(g) => pairs(g, &format!("{path}.globals"), read_float)?,
+        None => Vec::new(),
+    };
+    let without_globals;
+    let v = match v.as_object() {
+        Some(map) if map.contains_key("globals") => {
+            let mut map = map.clone();
+            map.remove("globals");
+            without_globals = Value::Object(map);
+            &without_globals
+        }
+        _ => v,
+    };
+    let m = object(v, path, &LEVEL)?;
     let optimizer = string(&m["optimizer"], &format!("{path}.optimizer"))?.to_string();
     let hyper = pairs(&m["hyper"], &format!("{path}.hyper"), read_hyper)?;
     let groups = array(&m["groups"], &format!("{path}.groups"))?
@@ -609,6 +629,7 @@ fn decode_level(
         groups,
         step,
         params,
+        globals,
         inner,
     })
 }

@@ -3,6 +3,7 @@
 
 mod grad;
 mod par;
+mod phased;
 pub(crate) mod slot;
 pub(crate) mod table;
 
@@ -62,6 +63,12 @@ pub struct Optim<A: Algorithm, T: Scalar> {
     /// Per gradient of the current step, in order: its parameter's position and its
     /// slot, if it has one (empty between steps; kept for its buffer).
     plan: Vec<Plan>,
+    /// The optimizer-wide frame (see [`Algorithm::FRAME`]): global states first.
+    frame: Vec<f64>,
+    /// One parameter's shares of the sums over every parameter (a step's buffer).
+    shares: Vec<f64>,
+    /// The sums over every parameter, as they are added up (a step's buffer).
+    totals: Vec<f64>,
 }
 
 impl<A: Algorithm, T: Scalar> Optim<A, T> {
@@ -79,7 +86,11 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
             )));
         }
         hyper.validate()?;
+        let frame = initial_frame(&hyper);
         Ok(Optim {
+            frame,
+            shares: Vec::new(),
+            totals: Vec::new(),
             base: hyper,
             groups: Vec::new(),
             resolved: Vec::new(),
@@ -327,6 +338,12 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
             return Err(e);
         }
         self.complete_plan(params, grads, &mut plan);
+        if A::PHASES > 1 {
+            self.step_phased(params, grads, &plan);
+            self.plan = plan;
+            self.steps += 1;
+            return Ok(());
+        }
         // With more than one thread, the kernel calls that need no scratch buffer are
         // deferred, then run together: in parallel when their total work is large
         // enough (many small tensors), else in order on this thread. With one thread,
@@ -443,6 +460,11 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
                 .collect(),
             step: self.steps,
             params,
+            globals: A::GLOBALS
+                .iter()
+                .zip(&self.frame)
+                .map(|(spec, &x)| (spec.name.to_string(), x))
+                .collect(),
             inner: None,
         }
     }
@@ -472,10 +494,12 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
             let group = groups.iter().position(|g| g.selector.matches(name));
             group.and_then(|g| resolved.get(g)).unwrap_or(&base)
         })?;
+        let frame = import_globals::<A>(&base, &state.globals)?;
         self.base = base;
         self.groups = groups;
         self.resolved = resolved;
         self.slots = slots;
+        self.frame = frame;
         self.steps = state.step;
         self.epoch += 1;
         Ok(())
@@ -565,6 +589,48 @@ pub(crate) fn check_header(state: &OptimizerState, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The optimizer-wide frame of a new optimizer: global states at their initial values.
+fn initial_frame<A: Algorithm>(a: &A) -> Vec<f64> {
+    (0..A::FRAME)
+        .map(|i| {
+            if i < A::GLOBALS.len() {
+                a.global_init(i)
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// The frame with the saved global states: exactly the declared ones, each once.
+fn import_globals<A: Algorithm>(base: &A, saved: &[(String, f64)]) -> Result<Vec<f64>> {
+    let mut frame = initial_frame(base);
+    let mut seen = vec![false; A::GLOBALS.len()];
+    for (name, x) in saved {
+        let Some(i) = A::GLOBALS.iter().position(|s| s.name == *name) else {
+            return Err(OptimError::BadState(format!(
+                "{}: unknown global state `{name}`",
+                A::NAME
+            )));
+        };
+        if std::mem::replace(&mut seen[i], true) {
+            return Err(OptimError::BadState(format!(
+                "{}: global state `{name}` appears twice",
+                A::NAME
+            )));
+        }
+        frame[i] = *x;
+    }
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return Err(OptimError::BadState(format!(
+            "{}: global state `{}` is missing",
+            A::NAME,
+            A::GLOBALS[i].name
+        )));
+    }
+    Ok(frame)
+}
+
 /// Every declared hyperparameter of `a`, in declaration order.
 pub(crate) fn export_hyper<A: Algorithm>(a: &A) -> Vec<(String, HyperValue)> {
     A::HYPERS
@@ -600,6 +666,9 @@ impl<A: Algorithm, T: Scalar> Clone for Optim<A, T> {
             jobs: Vec::new(),
             by_param: Vec::new(),
             plan: Vec::new(),
+            frame: self.frame.clone(),
+            shares: Vec::new(),
+            totals: Vec::new(),
         }
     }
 }

@@ -442,6 +442,7 @@ mod tests {
                 groups: Vec::new(),
                 step: 0,
                 params: Vec::new(),
+                globals: Vec::new(),
                 inner: None,
             }
         }

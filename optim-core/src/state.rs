@@ -89,6 +89,8 @@ pub struct OptimizerState {
     pub step: u64,
     /// Per-parameter state, for every parameter that has taken a step.
     pub params: Vec<ParamState>,
+    /// Optimizer-wide scalar states by name (Prodigy's `d`); empty for most optimizers.
+    pub globals: Vec<(String, f64)>,
     /// The wrapped optimizer's state (wrappers only).
     pub inner: Option<Box<OptimizerState>>,
 }

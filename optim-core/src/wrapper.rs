@@ -201,6 +201,7 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
                 .into_iter()
                 .map(|(name, slot)| slot.export(name, &self.rule))
                 .collect(),
+            globals: Vec::new(),
             inner: Some(Box::new(self.inner.export_state())),
         }
     }

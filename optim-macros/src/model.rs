@@ -102,6 +102,8 @@ pub struct Model {
     pub grad: Option<Ident>,
     pub states: Vec<State>,
     pub scalars: Vec<ScalarState>,
+    /// Optimizer-wide scalar states (`GlobalState`).
+    pub globals: Vec<ScalarState>,
     pub lazy_rows: bool,
     /// Distinct per-step boolean conditions, hoisted out of the element loop.
     pub conds: Vec<Expr>,
@@ -127,6 +129,8 @@ pub enum RedOp {
     RowMean,
     ColSum,
     ColMean,
+    /// The sum over every element of every parameter the optimizer steps.
+    TotalSum,
 }
 
 impl RedOp {
@@ -142,6 +146,7 @@ impl RedOp {
         ("row_mean", RedOp::RowMean, 1),
         ("col_sum", RedOp::ColSum, 1),
         ("col_mean", RedOp::ColMean, 1),
+        ("total_sum", RedOp::TotalSum, 1),
     ];
 
     pub fn lookup(name: &str) -> Option<(RedOp, usize)> {
@@ -195,6 +200,9 @@ pub struct MatrixFn {
 pub enum Level {
     /// Hyperparameters and literals: per construction.
     Const,
+    /// Adds optimizer-wide states and sums over every parameter: one number per step
+    /// for the whole optimizer.
+    Global,
     /// Adds `t` and scalar states: once per step, before the element loop.
     Step,
     /// Adds shapes and reductions: once per tensor (after the pass that reduces).
@@ -242,6 +250,8 @@ pub enum Var {
     State(usize),
     Scalar(usize),
     Local(usize),
+    /// An optimizer-wide scalar state (`GlobalState`).
+    Global(usize),
     /// A shape value of the tensor.
     Shape(ShapeVar),
     /// The result of `Model::reductions[k]`.
@@ -388,6 +398,8 @@ pub enum Target {
     /// A state of any shape (element, row, column).
     State(usize),
     Scalar(usize),
+    /// An optimizer-wide scalar state.
+    Global(usize),
 }
 
 #[derive(Clone, Debug)]

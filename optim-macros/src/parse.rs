@@ -5,7 +5,7 @@
 //! attribute := hyper ("," hyper)* ","?
 //! hyper     := doc* IDENT (":" TYPE)? "=" literal ("in" range)?
 //! range     := literal? (".." | "..=") literal?        // bounds may be negative
-//! arg       := attr* IDENT ":" ("Param" | "Grad" | "State" | "RowState" | "ColState" | "ScalarState")
+//! arg       := attr* IDENT ":" ("Param" | "Grad" | "State" | "RowState" | "ColState" | "ScalarState" | "GlobalState")
 //! attr      := "#[when(" expr ")]" | "#[init(" expr ")]"
 //! ```
 
@@ -196,6 +196,7 @@ pub enum Role {
     RowState,
     ColState,
     ScalarState,
+    GlobalState,
 }
 
 impl Role {
@@ -206,6 +207,7 @@ impl Role {
         ("RowState", Role::RowState),
         ("ColState", Role::ColState),
         ("ScalarState", Role::ScalarState),
+        ("GlobalState", Role::GlobalState),
     ];
 }
 
@@ -331,7 +333,7 @@ pub fn args(sig: &syn::Signature, cx: &mut crate::errors::Ctxt, broken: &mut Vec
 /// The role a type names, or a message and the role it is probably a typo of.
 fn role_of(ty: &syn::Type) -> Result<Role, (String, Option<Role>)> {
     let expected =
-        "expected one of `Param`, `Grad`, `State`, `RowState`, `ColState`, `ScalarState`";
+        "expected one of `Param`, `Grad`, `State`, `RowState`, `ColState`, `ScalarState`, `GlobalState`";
     let syn::Type::Path(p) = ty else {
         return Err((format!("{expected}, the role of this argument"), None));
     };

@@ -186,9 +186,13 @@ impl<T: Scalar> Slot<T> {
                 return Err(bad(format!("state tensor `{n}` appears twice")));
             }
             if tensor.shape != want {
+                let need = if want == param.shape() {
+                    String::new()
+                } else {
+                    format!(" (so this state has shape {want:?})")
+                };
                 return Err(bad(format!(
-                    "state tensor `{n}` has shape {:?}, but for the parameter's shape {:?} it \
-                     must have shape {want:?}",
+                    "state tensor `{n}` has shape {:?}, the parameter has shape {:?}{need}",
                     tensor.shape,
                     param.shape()
                 )));

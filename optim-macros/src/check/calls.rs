@@ -25,7 +25,7 @@ fn all_callables() -> Vec<&'static str> {
 /// What a level means to a user, for messages.
 fn level_text(level: Level) -> &'static str {
     match level {
-        Level::Const | Level::Step | Level::Tensor => "one number per tensor",
+        Level::Const | Level::Global | Level::Step | Level::Tensor => "one number per tensor",
         Level::Matrix => "one value per matrix of the last two dimensions",
         Level::Row => "one value per row",
         Level::Col => "one value per column",
@@ -164,6 +164,7 @@ impl Lower<'_> {
             .join(", ");
         let reduces_reduction = xs.iter().any(|x| reads_reduction(x));
         let ok = match op.result_shape() {
+            _ if op == RedOp::TotalSum => level == Level::Elem,
             None => matches!(level, Level::Elem | Level::Row | Level::Col),
             Some(_) => level == Level::Elem,
         };
@@ -197,6 +198,9 @@ impl Lower<'_> {
         if self.inline_depth > 0 {
             return self.err(whole, format!("`{name}` reduces over the whole tensor, so it cannot be under a per-element condition; compute it before the `if` and bind it with `let`"));
         }
+        if op == RedOp::TotalSum && self.hoisted_levels.iter().any(|l| *l > Level::Global) {
+            return self.err(whole, "`total_sum` adds up every parameter's values, so it cannot be under a condition that differs per parameter; compute it before the `if`");
+        }
         let key = format!(
             "{name}({})@{}",
             args.iter().map(|a| key_of(a)).collect::<Vec<_>>().join(","),
@@ -213,6 +217,7 @@ impl Lower<'_> {
                 let mut xs = xs.into_iter();
                 let arg = xs.next().unwrap_or_else(poison);
                 let result = match op.result_shape() {
+                    _ if op == RedOp::TotalSum => Level::Global,
                     Some(shape) => shape.level(),
                     None if level == Level::Elem => Level::Tensor,
                     None => Level::Matrix,

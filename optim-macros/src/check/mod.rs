@@ -102,12 +102,14 @@ pub fn model(
     let mut grad = None;
     let mut state_args = Vec::new();
     let mut scalar_args = Vec::new();
+    let mut global_args = Vec::new();
     for arg in args.decls {
         let what = match arg.role {
             Role::Param => "the parameter",
             Role::Grad => "the gradient",
             Role::State | Role::RowState | Role::ColState => "a state",
             Role::ScalarState => "a scalar state",
+            Role::GlobalState => "a global state",
         };
         if !declare(cx, &arg.name, what) {
             broken.push(arg.name.to_string());
@@ -133,6 +135,7 @@ pub fn model(
             }
             Role::State | Role::RowState | Role::ColState => state_args.push(arg),
             Role::ScalarState => scalar_args.push(arg),
+            Role::GlobalState => global_args.push(arg),
         }
     }
     let Some(param) = param else {
@@ -184,6 +187,9 @@ pub fn model(
         states: state_args.iter().map(|a| a.name.clone()).collect(),
         state_when: vec![None; state_args.len()],
         scalars: scalar_args.iter().map(|a| a.name.clone()).collect(),
+        globals: global_args.iter().map(|a| a.name.clone()).collect(),
+        assigned_globals: vec![false; global_args.len()],
+        hoisted_levels: Vec::new(),
         scopes: vec![Vec::new()],
         locals: 0,
         conds: Vec::new(),
@@ -232,9 +238,32 @@ pub fn model(
             init,
         });
     }
+    let mut globals = Vec::new();
+    for arg in &global_args {
+        if let Some(w) = &arg.when {
+            lower.cx.spanned(
+                w,
+                "global states always exist; `#[when]` applies to element-wise states",
+            );
+        }
+        if grad.is_none() {
+            lower.cx.spanned(&arg.name, "a wrapper rule runs per parameter after its inner optimizer; optimizer-wide states (`GlobalState`) are for optimizers");
+        }
+        let init = match &arg.init {
+            None => float(0.0),
+            Some(e) => lower.const_value(e, "an initial value"),
+        };
+        globals.push(ScalarState {
+            name: arg.name.clone(),
+            init,
+        });
+    }
 
     let body = lower.block_stmts(&func.block.stmts);
     let eval = settings.eval.as_ref().and_then(|e| lower.eval_weights(e));
+    if grad.is_none() && lower.reductions.iter().any(|r| r.op == RedOp::TotalSum) {
+        lower.cx.spanned(&func.sig.ident, "a wrapper rule runs per parameter after its inner optimizer, so it cannot sum over every parameter (`total_sum`)");
+    }
     let passes = !lower.reductions.is_empty()
         || !lower.matrices.is_empty()
         || lower.state_shapes.iter().any(|s| *s != Shape::Elem);
@@ -270,6 +299,17 @@ pub fn model(
             lower.cx.spanned(
                 &s.name,
                 format!("state `{0}` is never updated; assign it in the body (e.g. `{0} = beta * {0} + (1.0 - beta) * g;`) or remove it", s.name),
+            );
+        }
+    }
+    for (i, s) in globals.iter().enumerate() {
+        if !lower.assigned_globals[i] && !incomplete && global_args[i].init.is_none() {
+            lower.cx.spanned(
+                &s.name,
+                format!(
+                    "global state `{0}` is never updated; assign it in the body or remove it",
+                    s.name
+                ),
             );
         }
     }
@@ -324,6 +364,7 @@ pub fn model(
         grad,
         states,
         scalars,
+        globals,
         lazy_rows: settings.lazy_rows,
         conds,
         reductions,
@@ -408,6 +449,10 @@ struct Lower<'a> {
     /// The condition key each optional state needs to be known true.
     state_when: Vec<Option<String>>,
     scalars: Vec<Ident>,
+    globals: Vec<Ident>,
+    assigned_globals: Vec<bool>,
+    /// Levels of the hoisted conditions around this point.
+    hoisted_levels: Vec<Level>,
     /// Locals in scope: name, id, type, level.
     scopes: Vec<Vec<(String, usize, Ty, Level)>>,
     locals: usize,
@@ -574,6 +619,9 @@ impl Lower<'_> {
         if let Some(i) = self.scalars.iter().position(|s| s == name) {
             return Some(Var::Scalar(i));
         }
+        if let Some(i) = self.globals.iter().position(|s| s == name) {
+            return Some(Var::Global(i));
+        }
         if let Some(&(_, v)) = ShapeVar::ALL.iter().find(|(n, _)| *n == name) {
             return Some(Var::Shape(v));
         }
@@ -586,6 +634,7 @@ impl Lower<'_> {
         v.extend(self.hypers.iter().map(|h| h.name.to_string()));
         v.extend(self.states.iter().map(ToString::to_string));
         v.extend(self.scalars.iter().map(ToString::to_string));
+        v.extend(self.globals.iter().map(ToString::to_string));
         for s in &self.scopes {
             v.extend(s.iter().map(|(n, ..)| n.clone()));
         }
@@ -603,6 +652,7 @@ impl Lower<'_> {
                 Level::Const,
             ),
             Var::Step | Var::Scalar(_) => (Ty::Float, Level::Step),
+            Var::Global(_) => (Ty::Float, Level::Global),
             Var::Shape(_) => (Ty::Float, Level::Tensor),
             Var::Param | Var::Grad | Var::Matrix(_) => (Ty::Float, Level::Elem),
             Var::State(i) => (Ty::Float, self.state_shapes[i].level()),
@@ -898,9 +948,17 @@ impl Lower<'_> {
             self.known.push(key);
         }
         let inline = matches!(cond, Cond::Inline(_));
+        let hoisted_level = match cond {
+            Cond::Hoisted(k) => Some(self.conds[*k].1.level),
+            Cond::Inline(_) => None,
+        };
+        self.hoisted_levels.extend(hoisted_level);
         self.inline_depth += usize::from(inline);
         let block = self.block(stmts);
         self.inline_depth -= usize::from(inline);
+        if hoisted_level.is_some() {
+            self.hoisted_levels.pop();
+        }
         self.known.truncate(before);
         block
     }
@@ -1096,7 +1154,7 @@ impl Lower<'_> {
                 Some(Var::Step) => "the step count",
                 Some(Var::Param) => "the parameter",
                 Some(Var::Grad) => "the gradient",
-                Some(Var::State(_) | Var::Scalar(_)) => "a state",
+                Some(Var::State(_) | Var::Scalar(_) | Var::Global(_)) => "a state",
                 Some(Var::Shape(_) | Var::Reduced(_) | Var::Matrix(_)) | None => {
                     "reserved for generated code"
                 }
@@ -1198,6 +1256,14 @@ impl Lower<'_> {
                 self.cx.spanned(&ident, format!("`{name}` holds one value per row or column, so it cannot be assigned under a per-element condition"));
             }
         }
+        if let Target::Global(_) = target {
+            if value.level > Level::Global && !is_poison(&value) {
+                self.cx.spanned(right, format!("global state `{name}` is one number for the whole optimizer, but this value differs per parameter (it reads `t`, a per-parameter state, a shape or a per-tensor reduction); sum it over every parameter with `total_sum(...)` or keep it per parameter in a `ScalarState`"));
+            }
+            if self.inline_depth > 0 || self.hoisted_levels.iter().any(|l| *l > Level::Global) {
+                self.cx.spanned(&ident, format!("global state `{name}` is assigned once per step for the whole optimizer, so it cannot be under a condition that differs per parameter or per element"));
+            }
+        }
         if let Target::Scalar(_) = target {
             if !value.level.is_scalar() && !is_poison(&value) {
                 self.cx.spanned(right, format!("scalar state `{name}` holds one number per parameter, but this value differs per element (it reads the parameter, the gradient or an element-wise state); declare `{name}: State` for a per-element value, or reduce it (`sum`, `mean`, `norm`, ...)"));
@@ -1255,6 +1321,10 @@ impl Lower<'_> {
             Some(Var::Scalar(i)) => {
                 self.assigned_scalars[i] = true;
                 Target::Scalar(i)
+            }
+            Some(Var::Global(i)) => {
+                self.assigned_globals[i] = true;
+                Target::Global(i)
             }
             Some(Var::Shape(_) | Var::Reduced(_) | Var::Matrix(_)) => {
                 self.cx.spanned(

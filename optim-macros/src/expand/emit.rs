@@ -16,6 +16,9 @@ pub(super) struct Gen<'a> {
     pub(super) temps: Vec<(Ident, bool)>,
     /// Enclosing hoisted conditions with their arm (for scalar-state assignments).
     ctx: Vec<(usize, bool)>,
+    /// Where optimizer-wide `let`s and `total_sum`s sit in the frame `__gf`.
+    pub(super) frame_of_local: std::collections::HashMap<usize, usize>,
+    pub(super) frame_of_sum: std::collections::HashMap<usize, usize>,
 }
 
 /// Code that fails to compile with `what`: where an invariant of the checked model does not
@@ -107,6 +110,8 @@ impl<'a> Gen<'a> {
             prelude: Vec::new(),
             temps: Vec::new(),
             ctx: Vec::new(),
+            frame_of_local: Default::default(),
+            frame_of_sum: Default::default(),
         }
     }
 
@@ -131,15 +136,22 @@ impl<'a> Gen<'a> {
                     let s = format_ident!("__sc{}", i);
                     quote!((*#s))
                 }
-                Var::Local(id) => {
-                    let l = local(id);
-                    quote!(#l)
-                }
+                Var::Local(id) => match self.frame_of_local.get(&id) {
+                    Some(slot) => quote!(__gf[#slot]),
+                    None => {
+                        let l = local(id);
+                        quote!(#l)
+                    }
+                },
                 Var::Shape(v) => shape_local(v),
-                Var::Reduced(k) => {
-                    let r = reduced(k);
-                    quote!(#r)
-                }
+                Var::Global(i) => quote!(__gf[#i]),
+                Var::Reduced(k) => match self.frame_of_sum.get(&k) {
+                    Some(slot) => quote!(__gf[#slot]),
+                    None => {
+                        let r = reduced(k);
+                        quote!(#r)
+                    }
+                },
                 // The checker classifies these per element (or per row or column).
                 Var::Param | Var::Grad | Var::State(_) | Var::Matrix(_) => {
                     internal_error("a per-element value in a per-step expression")
@@ -366,7 +378,7 @@ impl<'a> Gen<'a> {
                             let s = state_local(*i);
                             quote!(#s)
                         }
-                        Target::Scalar(_) => continue,
+                        Target::Scalar(_) | Target::Global(_) => continue,
                     };
                     let v = self.elem_expr(value);
                     out.extend(match op {

@@ -346,10 +346,37 @@ fn algorithm_impl(m: &Model) -> TokenStream {
         quote!(Wrapper)
     };
     let hyper_locals = destructure(m);
-    let kernel = if needs_passes(m) {
-        multi::kernel(m)
+    let multi = needs_passes(m);
+    let (kernel, extra, step_call) = if multi {
+        let generated = multi::kernel(m);
+        let step_call =
+            if m.globals.is_empty() && !m.reductions.iter().any(|r| r.op == RedOp::TotalSum) {
+                quote!(<Self as __Kernel>::__step(
+                    self,
+                    0,
+                    &[],
+                    &mut [],
+                    __t_count,
+                    __shape,
+                    __scalars,
+                    __param,
+                    __grad,
+                    __states,
+                    __work
+                ))
+            } else {
+                // Stepped phase by phase over every parameter (`step_phase`), never whole.
+                quote!(let _ = (__t_count, __shape, __scalars, __param, __grad, __states, __work);)
+            };
+        (generated.kernel, generated.algorithm, step_call)
     } else {
-        single::kernel(m)
+        (
+            single::kernel(m),
+            quote!(),
+            quote!(<Self as __Kernel>::__step(
+                self, __t_count, __shape, __scalars, __param, __grad, __states, __work
+            )),
+        )
     };
     let shape_locals = emit::shape_locals();
     let check_shape = if m.matrices.is_empty() {
@@ -445,8 +472,10 @@ fn algorithm_impl(m: &Model) -> TokenStream {
                 __states: &mut [::std::vec::Vec<T>],
                 __work: &mut ::optim_core::Workspace<T>,
             ) {
-                <Self as __Kernel>::__step(self, __t_count, __shape, __scalars, __param, __grad, __states, __work)
+                #step_call
             }
+
+            #extra
         }
     }
 }
@@ -509,7 +538,8 @@ fn op_tokens(op: BinOp) -> TokenStream {
 
 /// Whether the equations need more than one pass (or per-row, per-column or matrix work).
 fn needs_passes(m: &Model) -> bool {
-    !m.reductions.is_empty()
+    !m.globals.is_empty()
+        || !m.reductions.is_empty()
         || !m.matrices.is_empty()
         || m.states.iter().any(|s| s.shape != Shape::Elem)
 }

@@ -160,7 +160,7 @@ impl ElemGen<'_> {
                 let mx = matrix_ident(k);
                 quote!(#mx[__e])
             }
-            Var::Hyper(_) | Var::Step | Var::Scalar(_) | Var::Shape(_) => {
+            Var::Hyper(_) | Var::Step | Var::Scalar(_) | Var::Shape(_) | Var::Global(_) => {
                 internal_error("a per-tensor variable read per element")
             }
         }
@@ -397,7 +397,13 @@ fn pass_work(m: &Model, plan: &Plan, p: usize, stmts: &[Stmt]) -> TokenStream {
 }
 
 /// The step of a multi-pass definition.
-pub(super) fn kernel(m: &Model) -> TokenStream {
+/// The generated kernel, and the items it adds to the `Algorithm` impl.
+pub(super) struct Generated {
+    pub kernel: TokenStream,
+    pub algorithm: TokenStream,
+}
+
+pub(super) fn kernel(m: &Model) -> Generated {
     let plan = plan::plan(m);
     let ty = &m.type_name;
     let mut g = Gen::new(m);
@@ -421,9 +427,45 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
         }
     }
 
-    // Per-tensor code of each section.
-    let mut sections: Vec<Vec<TokenStream>> = vec![Vec::new(); plan.passes + 1];
+    // The optimizer-wide frame: global states, global `let`s, sums over every parameter.
+    let n_glob = m.globals.len();
+    let global_lets: Vec<(usize, bool)> = plan
+        .items
+        .iter()
+        .filter_map(|item| match item.kind {
+            ItemKind::Global(Stmt::Let { local, value }) => Some((*local, value.ty == Ty::Bool)),
+            _ => None,
+        })
+        .collect();
+    for (j, (id, _)) in global_lets.iter().enumerate() {
+        g.frame_of_local.insert(*id, n_glob + j);
+    }
+    let sum_reds: Vec<usize> = (0..n_red)
+        .filter(|&k| m.reductions[k].op == RedOp::TotalSum)
+        .collect();
+    for (j, k) in sum_reds.iter().enumerate() {
+        g.frame_of_sum.insert(*k, n_glob + global_lets.len() + j);
+    }
+    let frame_len = n_glob + global_lets.len() + sum_reds.len();
+    let phases = plan.phases();
+
+    // Per-tensor `let`s: declared up front (so a later phase can restore them).
+    let mut let_decls: Vec<(Ident, bool)> = Vec::new();
     for item in &plan.items {
+        if let ItemKind::Stmt(Stmt::Let { local: l, value }) = item.kind {
+            let_decls.push((local(*l), value.ty == Ty::Bool));
+        }
+    }
+
+    // Per-tensor code of each section, and optimizer-wide code of each phase.
+    let mut sections: Vec<Vec<TokenStream>> = vec![Vec::new(); plan.passes + 1];
+    let mut global_code: Vec<Vec<TokenStream>> = vec![Vec::new(); phases];
+    for item in &plan.items {
+        if let ItemKind::Global(s) = item.kind {
+            let code = global_item(m, &mut g, s, &item.guard);
+            global_code[plan.phase_of(item.section)].push(code);
+            continue;
+        }
         let code = section_item(m, &plan, &mut g, &temps, item.kind);
         let guard: Vec<TokenStream> = item
             .guard
@@ -515,7 +557,54 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
         };
         offs_code.push(quote!(__offs[#slot] = __need; __need += #len;));
     }
-    let n_offs = n_red + plan.passes;
+    // What a later phase of the same parameter's step needs of an earlier one.
+    let mut carry: Vec<(Ident, bool)> = Vec::new();
+    carry.extend(
+        temp_bool
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (format_ident!("__h{}", i), *b)),
+    );
+    carry.extend((0..n_red).map(|k| (reduced(k), false)));
+    carry.extend((0..m.conds.len()).map(|k| (format_ident!("__c{}", k), true)));
+    carry.extend(let_decls.iter().cloned());
+    let n_carry = if phases > 1 { carry.len() } else { 0 };
+    let carry_slot = n_red + plan.passes;
+    offs_code.push(quote!(__offs[#carry_slot] = __need; __need += #n_carry;));
+    let n_offs = n_red + plan.passes + 1;
+    let save: Vec<TokenStream> = carry
+        .iter()
+        .enumerate()
+        .map(|(i, (x, b))| {
+            let v = if *b {
+                quote!(if #x { 1.0 } else { 0.0 })
+            } else {
+                quote!(#x)
+            };
+            quote!(__sums_v[__offs[#carry_slot] + #i] = #v;)
+        })
+        .collect();
+    let restore: Vec<TokenStream> = carry
+        .iter()
+        .enumerate()
+        .map(|(i, (x, b))| {
+            if *b {
+                quote!(#x = __sums_v[__offs[#carry_slot] + #i] != 0.0;)
+            } else {
+                quote!(#x = __sums_v[__offs[#carry_slot] + #i];)
+            }
+        })
+        .collect();
+    let let_decl_code: Vec<TokenStream> = let_decls
+        .iter()
+        .map(|(l, b)| {
+            if *b {
+                quote!(let mut #l: bool = false;)
+            } else {
+                quote!(let mut #l: f64 = 0.0;)
+            }
+        })
+        .collect();
 
     let temp_decls: Vec<TokenStream> = temp_bool
         .iter()
@@ -604,7 +693,7 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
     } else {
         quote!()
     };
-    let mut steps = Vec::new();
+    let mut phase_code: Vec<Vec<TokenStream>> = vec![Vec::new(); phases];
     for p in 0..plan.passes {
         let s = &sections[p];
         let call = &pass_code[p];
@@ -612,7 +701,7 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
         let k_init = quote! {
             let __k = __Temps::<T> { #(#temp_inits,)* __p: ::core::marker::PhantomData };
         };
-        steps.push(quote! {
+        phase_code[plan.phase_of(p)].push(quote! {
             #(#s)*
             {
                 #k_init
@@ -622,8 +711,108 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
         });
     }
     let last = &sections[plan.passes];
+    phase_code[plan.phase_of(plan.passes)].push(quote!(#(#last)*));
+    for (j, &k) in sum_reds.iter().enumerate() {
+        let at = plan.red_pass[k].map_or(0, |p| plan.phase_of(p));
+        let rv = reduced(k);
+        phase_code[at].push(quote!(if let Some(__s) = __shares.get_mut(#j) { *__s = #rv; }));
+    }
+    let steps: Vec<TokenStream> = phase_code
+        .iter()
+        .enumerate()
+        .map(|(j, code)| {
+            let restore = if j > 0 {
+                quote!(#(#restore)*)
+            } else {
+                quote!()
+            };
+            let save = if j + 1 < phases {
+                quote!(#(#save)*)
+            } else {
+                quote!()
+            };
+            quote! {
+                if __phase == #j {
+                    #restore
+                    #(#code)*
+                    #save
+                }
+            }
+        })
+        .collect();
     let _ = layout;
-    quote! {
+    let global_phases: Vec<TokenStream> = global_code
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.is_empty())
+        .map(|(j, c)| quote!(if __phase == #j { #(#c)* }))
+        .collect();
+    let global_specs = m.globals.iter().map(|s| {
+        let n = s.name.to_string();
+        quote!(::optim_core::ScalarSpec { name: #n })
+    });
+    let global_inits: Vec<TokenStream> = m
+        .globals
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let v = g.step_expr(&s.init);
+            quote!(#i => #v)
+        })
+        .collect();
+    let n_sums = sum_reds.len();
+    let hyper_locals_g = destructure(m);
+    let errors: Vec<TokenStream> = plan
+        .errors
+        .iter()
+        .map(|e| quote!(::core::compile_error!(#e);))
+        .collect();
+    let algorithm = quote! {
+        const PHASES: usize = #phases;
+        const GLOBALS: &'static [::optim_core::ScalarSpec] = &[#(#global_specs),*];
+        const FRAME: usize = #frame_len;
+        const SUMS: usize = #n_sums;
+
+        #[allow(unused_variables, clippy::all)]
+        fn global_init(&self, index: usize) -> f64 {
+            #hyper_locals_g
+            match index {
+                #(#global_inits,)*
+                _ => 0.0,
+            }
+        }
+
+        #[allow(unused_variables, unused_parens, clippy::all)]
+        fn global_step(&self, __phase: usize, __gf: &mut [f64]) {
+            #hyper_locals_g
+            if __gf.len() < #frame_len {
+                return;
+            }
+            #(#global_phases)*
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn step_phase<T: ::optim_core::Scalar>(
+            &self,
+            __phase: usize,
+            __gf: &[f64],
+            __shares: &mut [f64],
+            __t_count: u64,
+            __shape: &[usize],
+            __scalars: &mut [f64],
+            __param: &mut [T],
+            __grad: ::optim_core::GradView<'_, T>,
+            __states: &mut [::std::vec::Vec<T>],
+            __work: &mut ::optim_core::Workspace<T>,
+        ) {
+            if __gf.len() < #frame_len {
+                return;
+            }
+            <Self as __Kernel>::__step(self, __phase, __gf, __shares, __t_count, __shape, __scalars, __param, __grad, __states, __work)
+        }
+    };
+    let kernel = quote! {
+        #(#errors)*
         #[allow(non_camel_case_types, dead_code)]
         struct __Temps<T> {
             #(#temp_fields,)*
@@ -634,12 +823,12 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
 
         trait __Kernel {
             #[allow(clippy::too_many_arguments)]
-            fn __step<T: ::optim_core::Scalar>(&self, __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::std::vec::Vec<T>], __work: &mut ::optim_core::Workspace<T>);
+            fn __step<T: ::optim_core::Scalar>(&self, __phase: usize, __gf: &[f64], __shares: &mut [f64], __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::std::vec::Vec<T>], __work: &mut ::optim_core::Workspace<T>);
         }
 
         impl __Kernel for #ty {
             #[allow(unused_variables, unused_mut, unused_assignments, unused_parens, clippy::all)]
-            fn __step<T: ::optim_core::Scalar>(&self, __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::std::vec::Vec<T>], __work: &mut ::optim_core::Workspace<T>) {
+            fn __step<T: ::optim_core::Scalar>(&self, __phase: usize, __gf: &[f64], __shares: &mut [f64], __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::std::vec::Vec<T>], __work: &mut ::optim_core::Workspace<T>) {
                 #hyper_locals
                 let __t: f64 = __t_count as f64;
                 #shape_locals
@@ -663,12 +852,61 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
                 #(#temp_decls)*
                 #(#rv_decls)*
                 #(#cond_decls)*
+                #(#let_decl_code)*
                 #max_decl
                 #(#steps)*
-                #(#last)*
             }
         }
+    };
+    Generated { kernel, algorithm }
+}
+
+/// One piece of optimizer-wide code, writing the frame `__gf`.
+fn global_item(m: &Model, g: &mut Gen, s: &Stmt, guard: &[(usize, bool)]) -> TokenStream {
+    let code = match s {
+        Stmt::Let { local: l, value } => match g.frame_of_local.get(l).copied() {
+            Some(slot) => {
+                let v = g.step_expr(value);
+                let v = if value.ty == Ty::Bool {
+                    quote!(if #v { 1.0 } else { 0.0 })
+                } else {
+                    v
+                };
+                return quote!(__gf[#slot] = #v;);
+            }
+            None => return internal_error("an optimizer-wide `let` without its frame slot"),
+        },
+        Stmt::Assign {
+            target: Target::Global(i),
+            op,
+            value,
+        } => {
+            let v = g.step_expr(value);
+            match op {
+                None => quote!(__gf[#i] = #v;),
+                Some(op) => {
+                    let op = super::op_tokens(*op);
+                    quote!(__gf[#i] = __gf[#i] #op #v;)
+                }
+            }
+        }
+        _ => return internal_error("per-parameter code among optimizer-wide code"),
+    };
+    if guard.is_empty() {
+        return code;
     }
+    let conds: Vec<TokenStream> = guard
+        .iter()
+        .map(|&(k, arm)| {
+            let c = g.step_expr(&m.conds[k]);
+            if arm {
+                quote!(#c)
+            } else {
+                quote!((!#c))
+            }
+        })
+        .collect();
+    quote!(if #(#conds)&&* { #code })
 }
 
 /// The per-tensor code of one item.
@@ -685,12 +923,7 @@ fn section_item(
             Stmt::Let { local: l, value } => {
                 let l = local(*l);
                 let v = g.step_expr(value);
-                let ty = if value.ty == Ty::Bool {
-                    quote!(bool)
-                } else {
-                    quote!(f64)
-                };
-                quote!(let #l: #ty = #v;)
+                quote!(#l = #v;)
             }
             Stmt::Assign {
                 target: Target::Scalar(i),
@@ -778,6 +1011,7 @@ fn section_item(
                 }
             }
         }
+        ItemKind::Global(_) => internal_error("optimizer-wide code among per-parameter code"),
         ItemKind::Matrix(k) => {
             let mx = &m.matrices[k];
             let c: Vec<TokenStream> = mx.coefs.iter().map(|c| g.step_expr(c)).collect();
@@ -830,7 +1064,7 @@ fn reduce_parts(
             let y = y.unwrap_or_else(|| internal_error("`dot` without its second argument"));
             (quote!(0.0), quote!(__a += __x * (#y);), quote!(__a))
         }
-        RedOp::Sum | RedOp::RowSum | RedOp::ColSum => {
+        RedOp::Sum | RedOp::RowSum | RedOp::ColSum | RedOp::TotalSum => {
             (quote!(0.0), quote!(__a += __x;), quote!(__a))
         }
     }

@@ -68,6 +68,9 @@ pub enum ItemKind<'a> {
     SectionReduce(usize),
     /// Matrix function `k`, applied here to the operand the pass before took.
     Matrix(usize),
+    /// Optimizer-wide code (a global `let` or an assignment to a global state): runs
+    /// once per step, before the phase its section belongs to.
+    Global(&'a Stmt),
 }
 
 /// The pass structure of one definition.
@@ -92,9 +95,24 @@ pub struct Plan<'a> {
     pub needed: Vec<HashSet<StmtId>>,
     /// Per pass, what it loads at each element.
     pub loads: Vec<HashSet<Mem>>,
+    /// Sections that start a new phase (after a pass whose `total_sum`s every later
+    /// section needs), in order.
+    pub barriers: Vec<usize>,
+    /// Definitions the passes cannot honour, as messages.
+    pub errors: Vec<String>,
 }
 
 impl Plan<'_> {
+    /// The phase section (or pass) `s` belongs to.
+    pub fn phase_of(&self, s: usize) -> usize {
+        self.barriers.iter().filter(|&&b| b <= s).count()
+    }
+
+    /// Phases of a step.
+    pub fn phases(&self) -> usize {
+        self.barriers.len() + 1
+    }
+
     /// The pass writing `m` back, if any.
     pub fn store_of(&self, m: Mem) -> Option<usize> {
         match m {
@@ -129,6 +147,7 @@ enum Key {
     /// A row or column state.
     Factor(usize),
     Local(usize),
+    Global(usize),
 }
 
 fn key_of_var(m: &Model, v: Var) -> Option<Key> {
@@ -138,6 +157,7 @@ fn key_of_var(m: &Model, v: Var) -> Option<Key> {
         Var::State(i) if m.states[i].shape == Shape::Elem => Some(Key::Mem(Mem::State(i))),
         Var::State(i) => Some(Key::Factor(i)),
         Var::Scalar(i) => Some(Key::Scalar(i)),
+        Var::Global(i) => Some(Key::Global(i)),
         Var::Local(id) => Some(Key::Local(id)),
         _ => None,
     }
@@ -150,6 +170,16 @@ fn key_of_target(m: &Model, t: Target) -> Key {
         Target::State(i) if m.states[i].shape == Shape::Elem => Key::Mem(Mem::State(i)),
         Target::State(i) => Key::Factor(i),
         Target::Scalar(i) => Key::Scalar(i),
+        Target::Global(i) => Key::Global(i),
+    }
+}
+
+/// Whether a statement is optimizer-wide code.
+pub fn is_global_stmt(s: &Stmt) -> bool {
+    match s {
+        Stmt::Let { value, .. } => value.level == Level::Global,
+        Stmt::Assign { target, .. } => matches!(target, Target::Global(_)),
+        _ => false,
     }
 }
 
@@ -160,7 +190,7 @@ pub fn is_element_stmt(m: &Model, s: &Stmt) -> bool {
         Stmt::Assign { target, .. } => match target {
             Target::Param | Target::Grad => true,
             Target::State(i) => m.states[*i].shape == Shape::Elem,
-            Target::Scalar(_) => false,
+            Target::Scalar(_) | Target::Global(_) => false,
         },
         Stmt::If {
             then, otherwise, ..
@@ -204,6 +234,13 @@ struct Builder<'a> {
     recording: bool,
     guard: Vec<(usize, bool)>,
     conds_seen: HashSet<usize>,
+    /// Per global state: the latest section a per-parameter value read its current
+    /// version in.
+    param_reads: HashMap<usize, usize>,
+    /// Global assignments: (state, section, latest per-parameter read of the old value).
+    global_writes: Vec<(usize, usize, usize)>,
+    /// Whether the statement being walked is optimizer-wide code.
+    in_global: bool,
 }
 
 /// Builds the plan of a definition.
@@ -225,6 +262,9 @@ pub fn plan(m: &Model) -> Plan<'_> {
         recording: true,
         guard: Vec::new(),
         conds_seen: HashSet::new(),
+        param_reads: HashMap::new(),
+        global_writes: Vec::new(),
+        in_global: false,
     };
     let mut n = 0;
     b.number(&m.body, &mut n);
@@ -248,7 +288,18 @@ pub fn plan(m: &Model) -> Plan<'_> {
     // Fixed point: a pass that needs a value from before a final assignment keeps the
     // write-back at least that late. Write-backs only move later, so this ends.
     loop {
+        let mut barriers: Vec<usize> = m
+            .reductions
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.op == RedOp::TotalSum)
+            .map(|(k, _)| b.red_avail[k])
+            .collect();
+        barriers.sort_unstable();
+        barriers.dedup();
         let mut plan = Plan {
+            barriers,
+            errors: Vec::new(),
             items: b.items.clone(),
             passes,
             stmt_pass: HashMap::new(),
@@ -294,6 +345,12 @@ pub fn plan(m: &Model) -> Plan<'_> {
             plan.loads.push(live);
         }
         if later.is_empty() {
+            for &(i, at, read) in &b.global_writes {
+                if plan.phase_of(at) <= plan.phase_of(read) {
+                    let name = &m.globals[i].name;
+                    plan.errors.push(format!("global state `{name}` is read per parameter before an assignment to it that runs in the same phase of the step (the phases are split by `total_sum`); read it only after the assignment, or assign it after a `total_sum` the reads come before"));
+                }
+            }
             plan.stmt_pass = b.stmt_pass;
             return plan;
         }
@@ -436,6 +493,7 @@ impl<'a> Builder<'a> {
         let m_: &'a Model = self.m;
         let x = &m_.conds[k];
         let a = self.avail(x).max(floor);
+        self.note_reads(x, a);
         if self.recording && self.conds_seen.insert(k) {
             let guard = std::mem::take(&mut self.guard);
             self.item(a, ItemKind::Cond(k));
@@ -504,12 +562,20 @@ impl<'a> Builder<'a> {
     /// Records that the per-tensor variables `x` reads are read in section `at`.
     fn note_reads(&mut self, x: &Expr, at: usize) {
         let m = self.m;
-        let last_read = &mut self.last_read;
+        let (last_read, param_reads) = (&mut self.last_read, &mut self.param_reads);
+        let per_param = !self.in_global;
         x.visit(&mut |e| {
             if let ExprKind::Var(v) = e.kind {
-                if let Some(k @ (Key::Scalar(_) | Key::Factor(_))) = key_of_var(m, v) {
-                    let r = last_read.entry(k).or_insert(0);
-                    *r = (*r).max(at);
+                match key_of_var(m, v) {
+                    Some(k @ (Key::Scalar(_) | Key::Factor(_))) => {
+                        let r = last_read.entry(k).or_insert(0);
+                        *r = (*r).max(at);
+                    }
+                    Some(Key::Global(i)) if per_param => {
+                        let r = param_reads.entry(i).or_insert(0);
+                        *r = (*r).max(at);
+                    }
+                    _ => {}
                 }
             }
         });
@@ -520,6 +586,35 @@ impl<'a> Builder<'a> {
         for s in stmts {
             let element = is_element_stmt(self.m, s);
             let a = match s {
+                Stmt::Let { local, value } if is_global_stmt(s) => {
+                    let a = self.avail(value).max(floor);
+                    self.in_global = true;
+                    self.note_reads(value, a);
+                    self.in_global = false;
+                    self.item(a, ItemKind::Global(s));
+                    self.env.insert(Key::Local(*local), a);
+                    a
+                }
+                Stmt::Assign {
+                    target: Target::Global(i),
+                    op,
+                    value,
+                } => {
+                    let key = Key::Global(*i);
+                    let mut a = self.avail(value).max(floor);
+                    if op.is_some() {
+                        a = a.max(self.env.get(&key).copied().unwrap_or(0));
+                    }
+                    self.in_global = true;
+                    self.note_reads(value, a);
+                    self.in_global = false;
+                    if let (Some(read), true) = (self.param_reads.remove(i), self.recording) {
+                        self.global_writes.push((*i, a, read));
+                    }
+                    self.item(a, ItemKind::Global(s));
+                    self.env.insert(key, a);
+                    a
+                }
                 Stmt::Let { local, value } => {
                     let a = self.avail(value).max(floor);
                     self.note_reads(value, a);

@@ -267,6 +267,45 @@ impl<T: Scalar> Grads<T> {
         self.entries.iter_mut().map(|(n, g)| (n.as_str(), g))
     }
 
+    /// Makes `self` hold copies of `source`'s gradients, in `source`'s order, reusing its
+    /// buffers: a gradient whose position, name and shape are the same as the last time
+    /// is copied in place, so refilling with the same layout allocates nothing.
+    /// (A [`crate::Partition`] step gives each route its share of the gradients this way.)
+    pub(crate) fn refill<'a>(&mut self, source: impl IntoIterator<Item = (&'a str, &'a Grad<T>)>)
+    where
+        T: 'a,
+    {
+        let mut len = 0;
+        let mut renamed = false;
+        for (name, grad) in source {
+            match self.entries.get_mut(len) {
+                Some((old_name, old)) => {
+                    if old_name != name {
+                        old_name.clear();
+                        old_name.push_str(name);
+                        renamed = true;
+                    }
+                    copy_grad(old, grad);
+                }
+                None => {
+                    self.entries.push((name.to_string(), grad.clone()));
+                    renamed = true;
+                }
+            }
+            len += 1;
+        }
+        if len < self.entries.len() {
+            self.entries.truncate(len);
+            renamed = true;
+        }
+        if renamed {
+            self.index.clear();
+            for (position, (name, _)) in self.entries.iter().enumerate() {
+                self.index.insert(name, position);
+            }
+        }
+    }
+
     /// Removes every gradient, keeping nothing.
     pub fn clear(&mut self) {
         self.entries.clear();
@@ -281,6 +320,26 @@ impl<T: Scalar> Grads<T> {
     /// Whether no gradient is given.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// Copies `source` into `target`, in place when both are dense with the same shape or
+/// both are sparse rows with as many rows of the same width.
+fn copy_grad<T: Scalar>(target: &mut Grad<T>, source: &Grad<T>) {
+    match (&mut *target, source) {
+        (Grad::Dense(t), Grad::Dense(s)) if t.shape() == s.shape() => t.assign(s),
+        (
+            Grad::Rows { rows, values },
+            Grad::Rows {
+                rows: source_rows,
+                values: source_values,
+            },
+        ) if values.dim() == source_values.dim() => {
+            rows.clear();
+            rows.extend_from_slice(source_rows);
+            values.assign(source_values);
+        }
+        _ => target.clone_from(source),
     }
 }
 

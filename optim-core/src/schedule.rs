@@ -443,6 +443,7 @@ mod tests {
                 step: 0,
                 params: Vec::new(),
                 inner: None,
+                routes: Vec::new(),
             }
         }
         fn import_state(

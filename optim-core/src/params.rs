@@ -385,4 +385,29 @@ mod tests {
         assert_eq!(g.iter().count(), 1);
         assert_eq!(g.get("b"), Some(&Grad::Dense(array![7.0f32].into_dyn())));
     }
+
+    #[test]
+    fn refill_copies_in_place_when_the_layout_is_unchanged() {
+        let mut source = Grads::new().with("a", array![1.0, 2.0]);
+        source.insert_rows("e", vec![1, 0], array![[1.0], [2.0]]);
+        let mut target = Grads::new();
+        target.refill(source.iter());
+        assert_eq!(target, source);
+        let dense_at = |g: &Grads<f64>| match g.get("a") {
+            Some(Grad::Dense(a)) => a.as_ptr(),
+            other => panic!("{other:?}"),
+        };
+        let place = dense_at(&target);
+        source.insert("a", array![3.0, 4.0]);
+        source.insert_rows("e", vec![0, 0], array![[5.0], [6.0]]);
+        target.refill(source.iter());
+        assert_eq!(target, source);
+        assert_eq!(dense_at(&target), place, "copied into the same buffer");
+        // Fewer, renamed and reshaped entries: rebuilt, and found by name.
+        let other = Grads::new().with("b", array![9.0, 9.0, 9.0]);
+        target.refill(other.iter());
+        assert_eq!(target, other);
+        assert_eq!(target.get("b"), other.get("b"));
+        assert!(target.get("a").is_none() && target.get("e").is_none());
+    }
 }

@@ -186,7 +186,8 @@ struct Plan {
 /// own parameters and the gradients among them, and keeps its own state and step counts.
 ///
 /// A step checks every route's share (each route optimizer's own
-/// [`Optimizer::check`]) before any route steps, so a failed step changes nothing. The
+/// [`Optimizer::check`]) before any route steps, so a failed step changes nothing (this
+/// relies on the trait's contract that a step whose check passes succeeds). The
 /// parameter arrays are moved into per-route sets and back, never copied; the gradients,
 /// borrowed, are copied into per-route buffers kept between steps (one extra pass over
 /// each gradient), so a steady-state step allocates nothing. [`Optimizer::check`] and
@@ -447,7 +448,6 @@ impl<T: Scalar> Partition<T> {
         let mut valid: Vec<String> = Vec::new();
         for (i, route) in self.routes.iter().enumerate() {
             match route.optimizer.hyper(name) {
-                Ok(_) => found.push(i),
                 Err(OptimError::UnknownHyper { valid: names, .. }) => {
                     for n in names {
                         if !valid.contains(&n) {
@@ -455,7 +455,9 @@ impl<T: Scalar> Partition<T> {
                         }
                     }
                 }
-                Err(_) => {}
+                // Declared, even where it has no single value (a nested partition whose
+                // routes disagree).
+                _ => found.push(i),
             }
         }
         if found.is_empty() {
@@ -476,7 +478,7 @@ impl<T: Scalar> Partition<T> {
     fn set_on_every_route(&mut self, name: &str, value: HyperValue) -> Result<()> {
         let mut any = false;
         for route in &self.routes {
-            if route.optimizer.hyper(name).is_err() {
+            if !has_hyper(route.optimizer.as_ref(), name) {
                 continue;
             }
             any = true;
@@ -494,14 +496,19 @@ impl<T: Scalar> Partition<T> {
         undo.clear();
         let mut outcome = Ok(());
         for (i, route) in self.routes.iter_mut().enumerate() {
-            let Ok(previous) = route.optimizer.hyper(name) else {
+            if !has_hyper(route.optimizer.as_ref(), name) {
                 continue;
-            };
+            }
+            // `None` for a nested partition whose routes disagree: not restorable as one
+            // value (its own routes' checks came first, though).
+            let previous = route.optimizer.hyper(name).ok();
             if let Err(e) = route.optimizer.set_hyper(name, value) {
                 outcome = Err(in_route(i, e));
                 break;
             }
-            undo.push((i, previous));
+            if let Some(previous) = previous {
+                undo.push((i, previous));
+            }
         }
         if outcome.is_err() {
             for &(i, previous) in undo.iter().rev() {
@@ -512,6 +519,12 @@ impl<T: Scalar> Partition<T> {
         self.undo = undo;
         outcome
     }
+}
+
+/// Whether `optimizer` declares the hyperparameter `name` (it may have no single value:
+/// a nested partition whose routes disagree).
+fn has_hyper<T: Scalar>(optimizer: &dyn Optimizer<T>, name: &str) -> bool {
+    !matches!(optimizer.hyper(name), Err(OptimError::UnknownHyper { .. }))
 }
 
 /// The error for routes in the state of an optimizer that is not a partition.
@@ -568,7 +581,6 @@ pub fn in_route(route: usize, err: OptimError) -> OptimError {
             value,
             range,
         },
-        OptimError::Config(msg) if msg.starts_with("partition route ") => OptimError::Config(msg),
         OptimError::Config(msg) => OptimError::Config(format!("partition route {route}: {msg}")),
         OptimError::BadState(msg) => OptimError::BadState(format!("route {route}: {msg}")),
         OptimError::BadGroup(msg) => OptimError::BadGroup(format!("route {route}: {msg}")),
@@ -594,11 +606,14 @@ impl<T: Scalar> Optimizer<T> for Partition<T> {
                 .hyper(inner)
                 .map_err(|e| in_route(i, e));
         }
-        let declaring = self.declaring(name)?;
-        let values: Vec<(usize, HyperValue)> = declaring
-            .iter()
-            .filter_map(|&i| Some((i, self.routes[i].optimizer.hyper(name).ok()?)))
-            .collect();
+        let values = self
+            .declaring(name)?
+            .into_iter()
+            .map(|i| {
+                let value = self.routes[i].optimizer.hyper(name);
+                value.map(|v| (i, v)).map_err(|e| in_route(i, e))
+            })
+            .collect::<Result<Vec<_>>>()?;
         match values.as_slice() {
             [(_, first), rest @ ..] if rest.iter().all(|(_, v)| v == first) => Ok(*first),
             _ => Err(OptimError::Config(format!(

@@ -310,6 +310,22 @@ fn nested_partitions_address_routes_by_path() {
     assert_eq!(values(&p, "enc.w"), [0.5, 1.5, 2.5, 3.5]);
     assert_eq!(values(&p, "dec.w"), [0.75, 0.75]);
     assert_eq!(values(&p, "enc.b"), [0.5, -1.5]);
+    // The inner routes disagree on `lr`: reading it is an error naming the path, setting
+    // it reaches every route at every level.
+    let err = opt.hyper("lr").unwrap_err().to_string();
+    assert!(
+        err.contains("partition route 0: partition: the routes disagree on `lr` (route 0: 0.5, route 1: 0.25)"),
+        "{err}"
+    );
+    opt.set_hyper("lr", HyperValue::Float(0.125)).unwrap();
+    for path in [
+        "routes.0.routes.0.lr",
+        "routes.0.routes.1.lr",
+        "routes.1.lr",
+        "lr",
+    ] {
+        assert_eq!(opt.hyper(path), Ok(HyperValue::Float(0.125)), "{path}");
+    }
 }
 
 #[test]

@@ -224,7 +224,8 @@ pub struct Partition<T: Scalar> {
     /// Per route, its share of the current step (see [`RouteSet`]).
     sets: Vec<RouteSet<T>>,
     plan: Plan,
-    /// Per route, how far [`Partition::merge_skipped`] has read its skipped list.
+    /// Per route, a position into its set or its skipped list (`exchange`,
+    /// `merge_skipped`).
     cursors: Vec<usize>,
     /// The routes a plain-name `set_hyper` changed, with their previous values.
     undo: Vec<(usize, HyperValue)>,

@@ -390,6 +390,48 @@ fn evaluation_weights_of_plain_routes_are_the_parameters() {
 }
 
 #[test]
+fn evaluation_weights_come_from_each_parameters_route() {
+    // Schedule-free AdamW for the vectors: its evaluation weights x differ from its
+    // training weights y; SGD with momentum for the matrices: the parameters themselves.
+    let sf = json!({"optimizer": "schedule_free_adamw", "lr": 0.01});
+    let config = json!({"optimizer": "partition", "routes": [
+        {"select": {"ndim": 2}, "optimizer": SGD_MOMENTUM()},
+        {"optimizer": sf},
+    ]});
+    let mut all = params::<f64>();
+    let mut opt = build::<f64>(&config);
+    let mut rest = subset(&all, |_, shape| shape.len() != 2);
+    let mut alone = build::<f64>(&sf);
+    for s in 0..4 {
+        let g = grads::<f64>(s);
+        opt.step(&mut all, &g).unwrap();
+        let g_rest = grads_of(&g, &rest);
+        alone.step(&mut rest, &g_rest).unwrap();
+    }
+    let eval = opt.eval_params(&all).unwrap();
+    let eval_alone = alone.eval_params(&rest).unwrap();
+    for (name, _) in all.iter() {
+        let want = match eval_alone.get(name) {
+            Some(_) => bits(&eval_alone, name),
+            None => bits(&all, name),
+        };
+        assert_eq!(bits(&eval, name), want, "{name}");
+    }
+    assert_ne!(
+        bits(&eval, "enc.bias"),
+        bits(&all, "enc.bias"),
+        "x differs from y"
+    );
+    // The training weights are untouched, and a second call writes in place.
+    assert_eq!(bits(&all, "enc.bias"), bits(&rest, "enc.bias"));
+    let mut out = eval.clone();
+    let place = out.get("enc.bias").unwrap().as_ptr();
+    opt.eval_params_into(&all, &mut out).unwrap();
+    assert_eq!(out, eval);
+    assert_eq!(out.get("enc.bias").unwrap().as_ptr(), place);
+}
+
+#[test]
 fn a_learning_rate_schedule_drives_every_route() {
     let mut opt = build::<f64>(&config());
     let schedule = optim_core::schedule::Schedule::cosine(0.02, 0.0, 0, 10).unwrap();

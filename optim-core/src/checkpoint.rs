@@ -5,10 +5,12 @@
 //!
 //! * every element-wise state is a tensor named `param/<parameter>/<state>`, in the
 //!   optimizer's element type (`F32` or `F64`), shaped like its parameter; a wrapper's
-//!   inner optimizer has its tensors under `inner/` (`inner/param/w/m`);
+//!   inner optimizer has its tensors under `inner/` (`inner/param/w/m`), a partition's
+//!   route `i` under `route/<i>/` (`route/0/param/w/m`);
 //! * everything else is in the file's `__metadata__` (string → string): `format`
 //!   (`optim-checkpoint`), `format_version`, `optimizer`, `state` (JSON: hyperparameters,
-//!   groups, step counts, scalar states, and a wrapper's `inner` state) and `checksum`
+//!   groups, step counts, scalar states, a wrapper's `inner` state and a partition's
+//!   `routes`, each with its selector, its parameters and its state) and `checksum`
 //!   (CRC-32 of all of that and every tensor's name, dtype, shape and bytes).
 //!
 //! Writing is atomic: the bytes go to a temporary file in the same directory, which is
@@ -31,9 +33,11 @@ use crate::group::Selector;
 use crate::hyper::HyperValue;
 use crate::optimizer::Optimizer;
 use crate::params::Params;
+use crate::partition::RouteSelect;
 use crate::scalar::{DType, Scalar};
 use crate::state::{
-    GroupState, OptimizerState, ParamState, TensorData, TensorState, STATE_FORMAT_VERSION,
+    GroupState, OptimizerState, ParamState, RouteState, TensorData, TensorState,
+    STATE_FORMAT_VERSION,
 };
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Map, Value};
@@ -351,14 +355,20 @@ fn encode_level<'a>(
         Some(inner) => encode_level(inner, &format!("{prefix}inner/"), version, tensors)?,
         None => Value::Null,
     };
+    let mut routes = Vec::with_capacity(state.routes.len());
+    for (i, route) in state.routes.iter().enumerate() {
+        let level = encode_level(&route.state, &route_prefix(prefix, i), version, tensors)?;
+        routes.push(json!({
+            "select": select_json(&route.select),
+            "params": route.params,
+            "state": level,
+        }));
+    }
     let mut level = json!({
         "optimizer": state.optimizer,
         "hyper": state.hyper.iter().map(|(n, v)| json!([n, hyper(*v)])).collect::<Vec<_>>(),
         "groups": state.groups.iter().map(|g| json!({
-            "selector": match &g.selector {
-                Selector::Names(n) => json!({"names": n}),
-                Selector::NameContains(n) => json!({"name_contains": n}),
-            },
+            "selector": selector_json(&g.selector),
             "overrides": g.overrides.iter().map(|(n, v)| json!([n, hyper(*v)])).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "step": state.step,
@@ -372,7 +382,39 @@ fn encode_level<'a>(
             .map(|(n, x)| json!([n, float(*x)]))
             .collect::<Vec<_>>());
     }
+    // Written only for a partition, so that every other optimizer's file is as before.
+    if !routes.is_empty() {
+        level["routes"] = Value::Array(routes);
+    }
     Ok(level)
+}
+
+/// Where route `index`'s tensors go: `route/<index>/` under the level's prefix.
+fn route_prefix(prefix: &str, index: usize) -> String {
+    format!("{prefix}route/{index}/")
+}
+
+fn selector_json(selector: &Selector) -> Value {
+    match selector {
+        Selector::Names(n) => json!({"names": n}),
+        Selector::NameContains(n) => json!({"name_contains": n}),
+    }
+}
+
+/// A route's selector as the registry writes it: `{"ndim": 2, "name_contains": [...]}`,
+/// `{}` for a catch-all.
+fn select_json(select: &RouteSelect) -> Value {
+    let mut map = match &select.name {
+        Some(selector) => match selector_json(selector) {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        },
+        None => Map::new(),
+    };
+    if let Some(ndim) = select.ndim {
+        map.insert("ndim".into(), json!(ndim));
+    }
+    Value::Object(map)
 }
 
 /// A float that reads back bit for bit: a JSON number, or `"inf"`, `"-inf"`, `"nan"`.
@@ -436,13 +478,26 @@ fn bad(path: &str, what: &str) -> OptimError {
 
 /// The fields of a JSON object, exactly `keys` (none missing, none extra).
 fn object<'v>(v: &'v Value, path: &str, keys: &[&str]) -> Result<&'v Map<String, Value>> {
+    object_with(v, path, keys, &[])
+}
+
+/// The fields of a JSON object: every one of `keys`, any of `optional`, nothing else.
+fn object_with<'v>(
+    v: &'v Value,
+    path: &str,
+    keys: &[&str],
+    optional: &[&str],
+) -> Result<&'v Map<String, Value>> {
     let map = v
         .as_object()
         .ok_or_else(|| bad(path, "expected an object"))?;
     if let Some(k) = keys.iter().find(|k| !map.contains_key(**k)) {
         return Err(bad(path, &format!("field `{k}` is missing")));
     }
-    if let Some(k) = map.keys().find(|k| !keys.contains(&k.as_str())) {
+    if let Some(k) = map
+        .keys()
+        .find(|k| !keys.contains(&k.as_str()) && !optional.contains(&k.as_str()))
+    {
         return Err(bad(path, &format!("unknown field `{k}`")));
     }
     Ok(map)
@@ -527,23 +582,17 @@ fn decode_level(
     stored: &HashMap<String, Stored<'_>>,
     used: &mut Used,
 ) -> Result<OptimizerState> {
-    const LEVEL: [&str; 6] = ["optimizer", "hyper", "groups", "step", "params", "inner"];
-    // `globals` is written only by optimizers that have optimizer-wide states.
-    let globals = match v.get("globals") {
+    let m = object_with(
+        v,
+        path,
+        &["optimizer", "hyper", "groups", "step", "params", "inner"],
+        // Written only by a partition, and by optimizers with optimizer-wide states.
+        &["routes", "globals"],
+    )?;
+    let globals = match m.get("globals") {
         Some(g) => pairs(g, &format!("{path}.globals"), read_float)?,
         None => Vec::new(),
     };
-    let without_globals;
-    let v = match v.as_object() {
-        Some(map) if map.contains_key("globals") => {
-            let mut map = map.clone();
-            map.remove("globals");
-            without_globals = Value::Object(map);
-            &without_globals
-        }
-        _ => v,
-    };
-    let m = object(v, path, &LEVEL)?;
     let optimizer = string(&m["optimizer"], &format!("{path}.optimizer"))?.to_string();
     let hyper = pairs(&m["hyper"], &format!("{path}.hyper"), read_hyper)?;
     let groups = array(&m["groups"], &format!("{path}.groups"))?
@@ -556,11 +605,8 @@ fn decode_level(
             let sel = gm["selector"]
                 .as_object()
                 .ok_or_else(|| bad(&spath, "expected an object"))?;
-            let selector = match (sel.len(), sel.get("names"), sel.get("name_contains")) {
-                (1, Some(n), None) => Selector::Names(strings(n, &format!("{spath}.names"))?),
-                (1, None, Some(n)) => {
-                    Selector::NameContains(strings(n, &format!("{spath}.name_contains"))?)
-                }
+            let selector = match (sel.len(), read_selector(sel, &spath)?) {
+                (1, Some(selector)) => selector,
                 _ => {
                     return Err(bad(
                         &spath,
@@ -622,6 +668,45 @@ fn decode_level(
             used,
         )?)),
     };
+    let mut routes = Vec::new();
+    if let Some(list) = m.get("routes") {
+        for (i, r) in array(list, &format!("{path}.routes"))?.iter().enumerate() {
+            let rpath = format!("{path}.routes[{i}]");
+            let rm = object(r, &rpath, &["select", "params", "state"])?;
+            let spath = format!("{rpath}.select");
+            let sel = object_with(
+                &rm["select"],
+                &spath,
+                &[],
+                &["ndim", "names", "name_contains"],
+            )?;
+            let ndim = match sel.get("ndim") {
+                Some(n) => Some(
+                    usize::try_from(count(n, &format!("{spath}.ndim"))?)
+                        .map_err(|_| bad(&format!("{spath}.ndim"), "too large"))?,
+                ),
+                None => None,
+            };
+            if sel.contains_key("names") && sel.contains_key("name_contains") {
+                return Err(bad(&spath, "give `names` or `name_contains`, not both"));
+            }
+            routes.push(RouteState {
+                select: RouteSelect {
+                    ndim,
+                    name: read_selector(sel, &spath)?,
+                },
+                params: strings(&rm["params"], &format!("{rpath}.params"))?,
+                state: decode_level(
+                    &rm["state"],
+                    &format!("{rpath}.state"),
+                    &route_prefix(prefix, i),
+                    version,
+                    stored,
+                    used,
+                )?,
+            });
+        }
+    }
     Ok(OptimizerState {
         format_version: version,
         optimizer,
@@ -631,6 +716,19 @@ fn decode_level(
         params,
         globals,
         inner,
+        routes,
+    })
+}
+
+/// The name selector of a group or route: its `names` or `name_contains` list, if any.
+fn read_selector(map: &Map<String, Value>, path: &str) -> Result<Option<Selector>> {
+    Ok(match (map.get("names"), map.get("name_contains")) {
+        (Some(n), _) => Some(Selector::Names(strings(n, &format!("{path}.names"))?)),
+        (None, Some(n)) => Some(Selector::NameContains(strings(
+            n,
+            &format!("{path}.name_contains"),
+        )?)),
+        (None, None) => None,
     })
 }
 

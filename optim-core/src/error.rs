@@ -72,6 +72,17 @@ pub enum OptimError {
         /// What is wrong (row out of bounds, values of the wrong length, not 2-D).
         reason: String,
     },
+    /// A parameter that no route of a [`crate::Partition`] takes.
+    #[error(
+        "parameter `{name}` (shape {shape:?}) matches no route of the partition; add a \
+         catch-all route (one without a selector) as the last route"
+    )]
+    UnroutedParam {
+        /// Parameter name.
+        name: String,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
     /// Two parameters with the same name.
     #[error("parameter `{0}` is already present; parameter names must be unique")]
     DuplicateParam(String),

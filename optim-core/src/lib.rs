@@ -5,7 +5,9 @@
 //! state with its own step count, typed errors, and state export/import.
 //!
 //! Everything algorithm-specific is generated (see [`Algorithm`]); [`Optim`] runs any of
-//! them through the object-safe [`Optimizer`] trait.
+//! them through the object-safe [`Optimizer`] trait; [`Wrapped`] applies a wrapper rule
+//! (Lookahead) around any optimizer and [`Partition`] gives each set of parameters its
+//! own optimizer.
 
 #![warn(missing_docs)]
 
@@ -21,6 +23,7 @@ pub mod nonfinite;
 pub mod optim;
 pub mod optimizer;
 pub mod params;
+pub mod partition;
 pub mod scalar;
 pub mod schedule;
 pub mod state;
@@ -39,8 +42,11 @@ pub use nonfinite::NonFinitePolicy;
 pub use optim::Optim;
 pub use optimizer::Optimizer;
 pub use params::{Grad, Grads, Params};
+pub use partition::{Partition, Route, RouteSelect};
 pub use scalar::{DType, Scalar};
-pub use state::{OptimizerState, ParamState, TensorData, TensorState, STATE_FORMAT_VERSION};
+pub use state::{
+    OptimizerState, ParamState, RouteState, TensorData, TensorState, STATE_FORMAT_VERSION,
+};
 pub use wrapper::Wrapped;
 
 /// Re-exported for generated code.

@@ -466,11 +466,13 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
                 .map(|(spec, &x)| (spec.name.to_string(), x))
                 .collect(),
             inner: None,
+            routes: Vec::new(),
         }
     }
 
     fn import_state(&mut self, state: &OptimizerState, params: &Params<T>) -> Result<()> {
         check_header(state, A::NAME)?;
+        crate::partition::reject_routes(state, A::NAME)?;
         if state.inner.is_some() {
             return Err(OptimError::BadState(format!(
                 "the state holds a wrapped optimizer's state, but {} wraps nothing",

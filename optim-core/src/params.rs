@@ -267,6 +267,45 @@ impl<T: Scalar> Grads<T> {
         self.entries.iter_mut().map(|(n, g)| (n.as_str(), g))
     }
 
+    /// Makes `self` hold copies of `source`'s gradients, in `source`'s order, reusing its
+    /// buffers: a gradient whose position, name and shape are the same as the last time
+    /// is copied in place, so refilling with the same layout allocates nothing.
+    /// (A [`crate::Partition`] step gives each route its share of the gradients this way.)
+    pub(crate) fn refill<'a>(&mut self, source: impl IntoIterator<Item = (&'a str, &'a Grad<T>)>)
+    where
+        T: 'a,
+    {
+        let mut len = 0;
+        let mut renamed = false;
+        for (name, grad) in source {
+            match self.entries.get_mut(len) {
+                Some((old_name, old)) => {
+                    if old_name != name {
+                        old_name.clear();
+                        old_name.push_str(name);
+                        renamed = true;
+                    }
+                    copy_grad(old, grad);
+                }
+                None => {
+                    self.entries.push((name.to_string(), grad.clone()));
+                    renamed = true;
+                }
+            }
+            len += 1;
+        }
+        if len < self.entries.len() {
+            self.entries.truncate(len);
+            renamed = true;
+        }
+        if renamed {
+            self.index.clear();
+            for (position, (name, _)) in self.entries.iter().enumerate() {
+                self.index.insert(name, position);
+            }
+        }
+    }
+
     /// Removes every gradient, keeping nothing.
     pub fn clear(&mut self) {
         self.entries.clear();
@@ -281,6 +320,26 @@ impl<T: Scalar> Grads<T> {
     /// Whether no gradient is given.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// Copies `source` into `target`, in place when both are dense with the same shape or
+/// both are sparse rows with as many rows of the same width.
+fn copy_grad<T: Scalar>(target: &mut Grad<T>, source: &Grad<T>) {
+    match (&mut *target, source) {
+        (Grad::Dense(t), Grad::Dense(s)) if t.shape() == s.shape() => t.assign(s),
+        (
+            Grad::Rows { rows, values },
+            Grad::Rows {
+                rows: source_rows,
+                values: source_values,
+            },
+        ) if values.dim() == source_values.dim() => {
+            rows.clear();
+            rows.extend_from_slice(source_rows);
+            values.assign(source_values);
+        }
+        _ => target.clone_from(source),
     }
 }
 
@@ -325,5 +384,30 @@ mod tests {
         g.insert("b", array![7.0f32]);
         assert_eq!(g.iter().count(), 1);
         assert_eq!(g.get("b"), Some(&Grad::Dense(array![7.0f32].into_dyn())));
+    }
+
+    #[test]
+    fn refill_copies_in_place_when_the_layout_is_unchanged() {
+        let mut source = Grads::new().with("a", array![1.0, 2.0]);
+        source.insert_rows("e", vec![1, 0], array![[1.0], [2.0]]);
+        let mut target = Grads::new();
+        target.refill(source.iter());
+        assert_eq!(target, source);
+        let dense_at = |g: &Grads<f64>| match g.get("a") {
+            Some(Grad::Dense(a)) => a.as_ptr(),
+            other => panic!("{other:?}"),
+        };
+        let place = dense_at(&target);
+        source.insert("a", array![3.0, 4.0]);
+        source.insert_rows("e", vec![0, 0], array![[5.0], [6.0]]);
+        target.refill(source.iter());
+        assert_eq!(target, source);
+        assert_eq!(dense_at(&target), place, "copied into the same buffer");
+        // Fewer, renamed and reshaped entries: rebuilt, and found by name.
+        let other = Grads::new().with("b", array![9.0, 9.0, 9.0]);
+        target.refill(other.iter());
+        assert_eq!(target, other);
+        assert_eq!(target.get("b"), other.get("b"));
+        assert!(target.get("a").is_none() && target.get("e").is_none());
     }
 }

@@ -444,6 +444,7 @@ mod tests {
                 params: Vec::new(),
                 globals: Vec::new(),
                 inner: None,
+                routes: Vec::new(),
             }
         }
         fn import_state(

@@ -1,6 +1,7 @@
 //! Exported optimizer state: a plain description any file format can carry.
 
 use crate::hyper::HyperValue;
+use crate::partition::RouteSelect;
 use crate::scalar::DType;
 
 /// Version of the exported-state layout; bumped on any incompatible change.
@@ -93,4 +94,18 @@ pub struct OptimizerState {
     pub globals: Vec<(String, f64)>,
     /// The wrapped optimizer's state (wrappers only).
     pub inner: Option<Box<OptimizerState>>,
+    /// A [`crate::Partition`]'s routes, in route order (empty for every other optimizer).
+    pub routes: Vec<RouteState>,
+}
+
+/// One route of a [`crate::Partition`] as exported: its selector, the parameters fixed to
+/// it and its optimizer's whole state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteState {
+    /// Which parameters the route takes (configuration, compared on import).
+    pub select: RouteSelect,
+    /// The parameters assigned to this route at their first step, sorted by name.
+    pub params: Vec<String>,
+    /// The route's optimizer's state.
+    pub state: OptimizerState,
 }

@@ -203,11 +203,13 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
                 .collect(),
             globals: Vec::new(),
             inner: Some(Box::new(self.inner.export_state())),
+            routes: Vec::new(),
         }
     }
 
     fn import_state(&mut self, state: &OptimizerState, params: &Params<T>) -> Result<()> {
         check_header(state, R::NAME)?;
+        crate::partition::reject_routes(state, R::NAME)?;
         if !state.groups.is_empty() {
             return Err(OptimError::BadState(format!(
                 "{} takes no parameter groups of its own (they belong to the inner optimizer)",

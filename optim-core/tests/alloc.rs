@@ -79,7 +79,17 @@ fn steady_state_steps_do_not_allocate() {
         .unwrap();
     steady_state_is_allocation_free(&mut dense);
     steady_state_is_allocation_free(&mut Optim::<LazySgd, f32>::new(lazy).unwrap());
-    let inner = Box::new(Optim::<Sgd, f32>::new(sgd).unwrap());
+    let inner = Box::new(Optim::<Sgd, f32>::new(sgd.clone()).unwrap());
     let mut wrapped = Wrapped::new(Lookahead { k: 2, alpha: 0.5 }, inner).unwrap();
     steady_state_is_allocation_free(&mut wrapped);
+    // The matrices (one with a sparse-row gradient) to SGD, the bias to Lookahead.
+    let matrices = Box::new(Optim::<Sgd, f32>::new(sgd.clone()).unwrap());
+    let inner = Box::new(Optim::<Sgd, f32>::new(sgd).unwrap());
+    let rest = Box::new(Wrapped::new(Lookahead { k: 2, alpha: 0.5 }, inner).unwrap());
+    let mut partition = Partition::new(vec![
+        Route::new(RouteSelect::all().ndim(2), matrices),
+        Route::all(rest),
+    ])
+    .unwrap();
+    steady_state_is_allocation_free(&mut partition);
 }

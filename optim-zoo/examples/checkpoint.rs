@@ -5,6 +5,13 @@
 //! cargo run -p optim-zoo --example checkpoint -- /tmp/ranger.safetensors
 //! python3 optim-zoo/examples/read_checkpoint.py /tmp/ranger.safetensors
 //! ```
+//!
+//! A second argument gives another optimizer config, such as a partition:
+//!
+//! ```sh
+//! cargo run -p optim-zoo --example checkpoint -- /tmp/partition.safetensors \
+//!   '{"optimizer": "partition", "routes": [{"select": {"ndim": 2}, "optimizer": "nag"}, {"optimizer": "adamw"}]}'
+//! ```
 
 use ndarray::{Array1, Array2};
 use optim_core::checkpoint;
@@ -42,7 +49,17 @@ fn main() -> Result<(), OptimError> {
             .display()
             .to_string()
     });
-    let config = json!({"optimizer": "ranger", "lr": 0.01});
+    let config = match std::env::args().nth(2) {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| OptimError::Config(format!("the config argument: {e}")))?,
+        None => json!({"optimizer": "ranger", "lr": 0.01}),
+    };
+    // A fresh process would rebuild the optimizer from its config (any hyperparameters:
+    // the checkpoint restores them).
+    let fresh = match config["optimizer"].as_str() {
+        Some("ranger") => json!({"optimizer": "ranger"}),
+        _ => config.clone(),
+    };
     let registry = Registry::zoo();
 
     let mut params = Params::<f32>::new()
@@ -56,9 +73,8 @@ fn main() -> Result<(), OptimError> {
     checkpoint::save(opt.as_ref(), &path)?;
     println!("saved {} after 10 steps to {path}", opt.name());
 
-    // A fresh process would rebuild the optimizer (any hyperparameters: the checkpoint
-    // restores them) and load the parameters it saved with its model.
-    let mut resumed = registry.build::<f32>(&json!({"optimizer": "ranger"}))?;
+    // ... and load the parameters it saved with its model.
+    let mut resumed = registry.build::<f32>(&fresh)?;
     checkpoint::load_into(resumed.as_mut(), &params, &path)?;
     let mut resumed_params = params.clone();
     for step in 10..30 {

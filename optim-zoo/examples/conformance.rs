@@ -1,6 +1,8 @@
 //! Runs conformance cases: `cargo run --release -q -p optim-zoo --example conformance -- PATH...`
 //! where each PATH is a case file or a directory of them. Prints `ok NAME` or
-//! `FAIL NAME: ...` per case, then `N passed, M failed`; exits non-zero if any failed.
+//! `FAIL NAME: ...` per case, the failure naming the field of the case at fault
+//! (`steps[2].expect.w[5]: got ..., want ...`, `eval.w[0]: ...`, `unsupported:
+//! `state_precision` ...`), then `N passed, M failed`; exits non-zero if any failed.
 
 use optim_zoo::conformance::Case;
 use std::path::{Path, PathBuf};

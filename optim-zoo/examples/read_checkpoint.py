@@ -4,8 +4,8 @@
     cargo run -p optim-zoo --example checkpoint -- /tmp/ranger.safetensors
     python3 optim-zoo/examples/read_checkpoint.py /tmp/ranger.safetensors
 
-Tensors are named param/<parameter>/<state> (a wrapper's inner optimizer under inner/);
-everything else is JSON in the file's metadata.
+Tensors are named param/<parameter>/<state> (a wrapper's inner optimizer under inner/,
+a partition's route i under route/<i>/); everything else is JSON in the file's metadata.
 """
 
 import json
@@ -25,15 +25,22 @@ print(f"format {meta['format']} v{meta['format_version']}, optimizer {meta['opti
 if state["inner"]:
     inner = state["inner"]
     print(f"inner optimizer {inner['optimizer']}, hyperparameters {dict(inner['hyper'])}")
+for i, route in enumerate(state.get("routes", [])):
+    print(f"route {i}: select {route['select']}, optimizer {route['state']['optimizer']}, "
+          f"parameters {route['params']}")
 for name in sorted(tensors):
     t = tensors[name]
     print(f"  {name}: {t.dtype} {list(t.shape)}  mean {float(t.mean()):+.6f}")
 
 assert meta["format"] == "optim-checkpoint"
-level, prefix = state, ""
-while level:
+levels = [(state, "")]  # each level: its params, a wrapper's inner, a partition's routes
+while levels:
+    level, prefix = levels.pop()
     for p in level["params"]:
         for s in p["tensors"]:
             assert f"{prefix}param/{p['name']}/{s}" in tensors, (prefix, p["name"], s)
-    level, prefix = level["inner"], prefix + "inner/"
+    if level["inner"]:
+        levels.append((level["inner"], prefix + "inner/"))
+    for i, route in enumerate(level.get("routes", [])):
+        levels.append((route["state"], f"{prefix}route/{i}/"))
 print("ok: every state the metadata lists is a tensor in the file")

@@ -3,13 +3,16 @@
 //!
 //! Nothing unknown is ignored: an unknown optimizer or hyperparameter is an error that
 //! lists the valid names and suggests the closest; an out-of-range value names its range.
-//! Users add their own `#[optimizer]` types with [`Registry::register`].
+//! Users add their own `#[optimizer]` types with [`Registry::register`]. A `partition`
+//! gives each set of parameters its own optimizer ([`Registry::register_partition`]).
 
 use optim_core::optim::Optim;
+use optim_core::partition::{in_route, PARTITION};
 use optim_core::suggest::closest;
 use optim_core::wrapper::Wrapped;
 use optim_core::{
-    Algorithm, AlgorithmKind, HyperSpec, HyperValue, OptimError, Optimizer, Result, Scalar,
+    Algorithm, AlgorithmKind, HyperSpec, HyperValue, OptimError, Optimizer, Partition, Result,
+    Route, RouteSelect, Scalar, Selector,
 };
 use serde_json::{Map, Value};
 use std::any::Any;
@@ -19,6 +22,10 @@ const OPTIMIZER_KEY: &str = "optimizer";
 const INNER_KEY: &str = "inner";
 /// Name parts of parameters to exclude from weight decay (BERT: `["LayerNorm", "bias"]`).
 const DECAY_MASK_KEY: &str = "exclude_from_weight_decay";
+/// A partition's routes, and the keys of each route and of its selector.
+const ROUTES_KEY: &str = "routes";
+const ROUTE_KEYS: &[&str] = &["select", "optimizer", "hyper"];
+const SELECT_KEYS: &[&str] = &["ndim", "name_contains", "names"];
 
 type BuildFn<T> = fn(&Registry, &Map<String, Value>) -> Result<Box<dyn Optimizer<T>>>;
 
@@ -39,6 +46,8 @@ enum Recipe {
     },
     /// Another entry under a new name (`nag` = sgd with momentum and nesterov preset).
     Alias(&'static str),
+    /// A [`Partition`] of optimizers built from this registry, one per route.
+    Partition,
 }
 
 /// A registered optimizer.
@@ -208,6 +217,165 @@ fn build_wrapper<R: Algorithm, T: Scalar>(
     Ok(Box::new(Wrapped::<R, T>::new(rule, inner)?))
 }
 
+/// The error for a key of a partition's config that is not one of `valid`.
+fn unknown_key(context: &str, what: &str, key: &str, valid: &[&str], note: &str) -> OptimError {
+    let hint = closest(key, valid.iter().copied())
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    OptimError::Config(format!(
+        "{context}: unknown {what} `{key}`{hint}; valid: {}{note}",
+        valid.join(", ")
+    ))
+}
+
+/// A list of strings at `key` of a route's selector.
+fn string_list(route: usize, key: &str, v: &Value) -> Result<Vec<String>> {
+    v.as_array()
+        .and_then(|a| {
+            a.iter()
+                .map(|s| s.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+        })
+        .ok_or_else(|| {
+            OptimError::Config(format!(
+                "partition route {route}: `select.{key}` must be a list of strings, such as [\"enc\"]"
+            ))
+        })
+}
+
+/// A route's `"select"`: `{"ndim": 2, "name_contains": ["enc"]}` (or `"names"`).
+fn route_select(route: usize, v: &Value) -> Result<RouteSelect> {
+    let context = format!("partition route {route}");
+    let map = v.as_object().ok_or_else(|| {
+        OptimError::Config(format!(
+            "{context}: `select` must be an object such as {{\"ndim\": 2, \"name_contains\": [\"enc\"]}}"
+        ))
+    })?;
+    if let Some(k) = map.keys().find(|k| !SELECT_KEYS.contains(&k.as_str())) {
+        return Err(unknown_key(
+            &context,
+            "selector condition",
+            k,
+            SELECT_KEYS,
+            "",
+        ));
+    }
+    let mut select = RouteSelect::all();
+    if let Some(n) = map.get("ndim") {
+        let ndim = n
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                OptimError::Config(format!(
+                "{context}: `select.ndim` must be a number of dimensions (0, 1, 2, ...), got {n}"
+            ))
+            })?;
+        select = select.ndim(ndim);
+    }
+    select.name = match (map.get("name_contains"), map.get("names")) {
+        (Some(_), Some(_)) => {
+            return Err(OptimError::Config(format!(
+                "{context}: give `select.name_contains` or `select.names`, not both"
+            )))
+        }
+        (Some(parts), None) => Some(Selector::NameContains(string_list(
+            route,
+            "name_contains",
+            parts,
+        )?)),
+        (None, Some(names)) => Some(Selector::Names(string_list(route, "names", names)?)),
+        (None, None) => None,
+    };
+    Ok(select)
+}
+
+/// A route's optimizer config: `"optimizer"` as a config object, or as a name with its
+/// hyperparameters under `"hyper"` (the conformance cases' form).
+fn route_config(route: usize, map: &Map<String, Value>) -> Result<Value> {
+    let context = format!("partition route {route}");
+    match (map.get(OPTIMIZER_KEY), map.get("hyper")) {
+        (Some(Value::Object(config)), None) => Ok(Value::Object(config.clone())),
+        (Some(Value::String(name)), hyper) => {
+            let mut config = Map::new();
+            if let Some(hyper) = hyper {
+                let hyper = hyper.as_object().ok_or_else(|| {
+                    OptimError::Config(format!(
+                        "{context}: `hyper` must be an object of hyperparameters, such as {{\"lr\": 0.01}}"
+                    ))
+                })?;
+                if hyper.contains_key(OPTIMIZER_KEY) {
+                    return Err(OptimError::Config(format!(
+                        "{context}: `hyper` holds hyperparameters; the optimizer is named by the route's `optimizer`"
+                    )));
+                }
+                config.extend(hyper.clone());
+            }
+            config.insert(OPTIMIZER_KEY.into(), Value::String(name.clone()));
+            Ok(Value::Object(config))
+        }
+        (Some(Value::Object(_)), Some(_)) => Err(OptimError::Config(format!(
+            "{context}: give the hyperparameters inside `optimizer` ({{\"optimizer\": \"adamw\", \"lr\": 0.001}}), \
+             or name the optimizer as a string and give them under `hyper`, not both"
+        ))),
+        (Some(other), _) => Err(OptimError::Config(format!(
+            "{context}: `optimizer` must be a name (\"adamw\") or a config ({{\"optimizer\": \"adamw\", ...}}), got {other}"
+        ))),
+        (None, _) => Err(OptimError::Config(format!(
+            "{context}: missing `optimizer` (a name such as \"adamw\", or a config)"
+        ))),
+    }
+}
+
+/// Builds a partition: `{"optimizer": "partition", "routes": [{"select": {...},
+/// "optimizer": {...}}, ..., {"optimizer": {...}}]}`, each route's optimizer built by
+/// this registry.
+fn build_partition<T: Scalar>(
+    reg: &Registry,
+    config: &Map<String, Value>,
+) -> Result<Box<dyn Optimizer<T>>> {
+    let valid = [OPTIMIZER_KEY, ROUTES_KEY];
+    if let Some(k) = config.keys().find(|k| !valid.contains(&k.as_str())) {
+        return Err(unknown_key(
+            PARTITION,
+            "key",
+            k,
+            &valid,
+            " (a partition has no hyperparameters of its own: give them to each route's optimizer)",
+        ));
+    }
+    let routes = config
+        .get(ROUTES_KEY)
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            OptimError::Config(
+                "partition: give its routes as `\"routes\": [{\"select\": {\"ndim\": 2}, \
+                 \"optimizer\": {\"optimizer\": \"sgd\"}}, {\"optimizer\": {\"optimizer\": \"adamw\"}}]`"
+                    .into(),
+            )
+        })?;
+    let mut built = Vec::with_capacity(routes.len());
+    for (i, route) in routes.iter().enumerate() {
+        let context = format!("partition route {i}");
+        let map = route.as_object().ok_or_else(|| {
+            OptimError::Config(format!(
+                "{context}: expected an object such as {{\"select\": {{\"ndim\": 2}}, \"optimizer\": \"sgd\"}}"
+            ))
+        })?;
+        if let Some(k) = map.keys().find(|k| !ROUTE_KEYS.contains(&k.as_str())) {
+            return Err(unknown_key(&context, "key", k, ROUTE_KEYS, ""));
+        }
+        let select = match map.get("select") {
+            Some(v) => route_select(i, v)?,
+            None => RouteSelect::all(),
+        };
+        let optimizer = reg
+            .build::<T>(&route_config(i, map)?)
+            .map_err(|e| in_route(i, e))?;
+        built.push(Route::new(select, optimizer));
+    }
+    Ok(Box::new(Partition::new(built)?))
+}
+
 impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
@@ -218,7 +386,36 @@ impl Registry {
     pub fn zoo() -> Self {
         let mut r = Registry::new();
         crate::register_zoo(&mut r);
+        let partition = r.register_partition();
+        debug_assert!(partition.is_ok(), "{partition:?}");
         r
+    }
+
+    /// Adds `partition`: one optimizer of this registry per route, each parameter going to
+    /// the first route whose selector matches it (see [`Partition`]):
+    ///
+    /// ```json
+    /// {"optimizer": "partition", "routes": [
+    ///     {"select": {"ndim": 2, "name_contains": ["enc"]}, "optimizer": {"optimizer": "sgd", "lr": 0.1}},
+    ///     {"optimizer": {"optimizer": "adamw"}}
+    /// ]}
+    /// ```
+    ///
+    /// A route's `select` takes `ndim` (exact number of dimensions), `name_contains` (any
+    /// of these substrings) or `names` (exactly these); every condition given must hold,
+    /// and a route without `select` takes every parameter. A route's optimizer may also be
+    /// named with its hyperparameters beside it: `{"optimizer": "adamw", "hyper":
+    /// {"lr": 0.001}}`. [`Registry::zoo`] has it already.
+    pub fn register_partition(&mut self) -> Result<()> {
+        self.add(Entry {
+            name: PARTITION,
+            summary:
+                "Partition: one optimizer per route, each parameter routed by selector (ndim, name)"
+                    .to_string(),
+            hypers: &[],
+            preset: Vec::new(),
+            recipe: Recipe::Partition,
+        })
     }
 
     /// Adds a generated optimizer (or wrapper rule) under its own name. Fails if the name
@@ -343,6 +540,12 @@ impl Registry {
                 merged.insert(OPTIMIZER_KEY.into(), Value::String(base.to_string()));
                 self.build::<T>(&Value::Object(merged))
             }
+            Recipe::Partition => pick::<T>(
+                self,
+                &merged,
+                build_partition::<f32>,
+                build_partition::<f64>,
+            ),
         }
     }
 

@@ -96,6 +96,12 @@ fn setup(many: usize, big: usize) -> (Params<f32>, Grads<f32>) {
 fn config(name: &str) -> serde_json::Value {
     match name {
         "lookahead" => json!({"optimizer": "lookahead", "inner": {"optimizer": "adam"}}),
+        // The matrices (sparse-row embeddings among them) to SGD with momentum, the rest
+        // to AdamW.
+        "partition" => json!({"optimizer": "partition", "routes": [
+            {"select": {"ndim": 2}, "optimizer": {"optimizer": "sgd", "momentum": 0.9}},
+            {"optimizer": {"optimizer": "adamw"}},
+        ]}),
         _ => json!({ "optimizer": name }),
     }
 }

@@ -67,6 +67,9 @@ fn configs() -> Vec<(Value, Value)> {
     for name in reg.names() {
         match name {
             "lookahead" => continue, // needs an inner optimizer: covered below
+            // Needs routes: its own tests (tests/partition.rs) cover more; here, every
+            // zoo optimizer as a route.
+            "partition" => continue,
             "ranger" => out.push((
                 json!({"optimizer": "ranger", "lr": 0.01, "k": 2}),
                 json!({"optimizer": "ranger"}),
@@ -82,6 +85,22 @@ fn configs() -> Vec<(Value, Value)> {
                 ));
             }
         }
+    }
+    // Every zoo optimizer as the matrices' route of a partition (the rest to Adam).
+    for name in reg.names() {
+        if matches!(name, "lookahead" | "partition") {
+            continue;
+        }
+        out.push((
+            json!({"optimizer": "partition", "routes": [
+                {"select": {"ndim": 2}, "optimizer": name, "hyper": {"lr": 0.01}},
+                {"optimizer": "adam", "hyper": {"lr": 0.01}},
+            ]}),
+            json!({"optimizer": "partition", "routes": [
+                {"select": {"ndim": 2}, "optimizer": name},
+                {"optimizer": "adam"},
+            ]}),
+        ));
     }
     // Optional states switched on.
     for extra in [

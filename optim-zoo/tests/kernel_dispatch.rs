@@ -61,6 +61,10 @@ fn setup<T: Scalar>() -> (Params<T>, Grads<T>) {
 fn config(name: &str) -> serde_json::Value {
     match name {
         "lookahead" => json!({"optimizer": "lookahead", "inner": {"optimizer": "adam"}, "k": 2}),
+        "partition" => json!({"optimizer": "partition", "routes": [
+            {"select": {"ndim": 2}, "optimizer": {"optimizer": "lazyadam"}},
+            {"optimizer": {"optimizer": "nadam"}},
+        ]}),
         _ => json!({ "optimizer": name }),
     }
 }
@@ -98,6 +102,9 @@ fn state_bits(state: &optim_core::OptimizerState, out: &mut Vec<u64>) {
     }
     if let Some(inner) = &state.inner {
         state_bits(inner, out);
+    }
+    for route in &state.routes {
+        state_bits(&route.state, out);
     }
 }
 

@@ -27,6 +27,18 @@ impl Parse for SignedLit {
         if negative {
             input.parse::<Token![-]>()?;
         }
+        // `inf` (and `-inf`): an unbounded default, such as Prodigy's growth rate.
+        if input.peek(syn::Ident) {
+            let fork = input.fork();
+            if fork.parse::<proc_macro2::Ident>().is_ok_and(|i| i == "inf") {
+                let ident: proc_macro2::Ident = input.parse()?;
+                return Ok(SignedLit {
+                    negative,
+                    span: ident.span(),
+                    lit: Lit::Float(syn::LitFloat::new("1e400", ident.span())),
+                });
+            }
+        }
         let lookahead = input.lookahead1();
         if lookahead.peek(Lit) {
             let lit: Lit = input.parse()?;

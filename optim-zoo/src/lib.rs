@@ -22,6 +22,7 @@
 //! | `adafactor` | [`Adafactor`] | Adafactor: a factored second moment |
 //! | `muon` | [`Muon`] | Muon: orthogonalized momentum, for matrices |
 //! | `schedule_free_adamw` | [`ScheduleFreeAdamw`] | schedule-free AdamW, with evaluation weights |
+//! | `prodigy` | [`Prodigy`] | Prodigy: Adam with a distance estimate from sums over every parameter |
 //! | `ranger` | [`Lookahead`] + [`Radam`] | Lookahead around RAdam |
 
 pub mod adadelta;
@@ -37,6 +38,7 @@ pub mod lookahead;
 pub mod muon;
 pub mod nadam;
 pub mod novograd;
+pub mod prodigy;
 pub mod radam;
 pub mod rmsprop;
 pub mod schedule_free;
@@ -58,6 +60,7 @@ pub use lookahead::Lookahead;
 pub use muon::Muon;
 pub use nadam::Nadam;
 pub use novograd::Novograd;
+pub use prodigy::Prodigy;
 pub use radam::Radam;
 pub use registry::{build, Registry};
 pub use rmsprop::Rmsprop;
@@ -104,6 +107,7 @@ pub(crate) fn register_zoo(r: &mut Registry) {
         r.register::<Adafactor>(),
         r.register::<Muon>(),
         r.register::<ScheduleFreeAdamw>(),
+        r.register::<Prodigy>(),
         r.register::<Lookahead>(),
         r.register_composite::<Lookahead>(
             "ranger",

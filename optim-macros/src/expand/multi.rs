@@ -443,10 +443,37 @@ pub(super) fn kernel(m: &Model) -> Generated {
     let sum_reds: Vec<usize> = (0..n_red)
         .filter(|&k| m.reductions[k].op == RedOp::TotalSum)
         .collect();
+    let global_conds: Vec<usize> = plan
+        .items
+        .iter()
+        .filter_map(|item| match item.kind {
+            ItemKind::GlobalCond(k) => Some(k),
+            _ => None,
+        })
+        .collect();
+    let cond_slot: HashMap<usize, usize> = global_conds
+        .iter()
+        .enumerate()
+        .map(|(j, &k)| (k, n_glob + global_lets.len() + j))
+        .collect();
+    let first_sum = n_glob + global_lets.len() + global_conds.len();
     for (j, k) in sum_reds.iter().enumerate() {
-        g.frame_of_sum.insert(*k, n_glob + global_lets.len() + j);
+        g.frame_of_sum.insert(*k, first_sum + j);
     }
-    let frame_len = n_glob + global_lets.len() + sum_reds.len();
+    let frame_len = first_sum + sum_reds.len();
+    // Per-construction `let`s, which optimizer-wide code may read too.
+    let const_lets: Vec<TokenStream> = plan
+        .items
+        .iter()
+        .filter_map(|item| match item.kind {
+            ItemKind::Stmt(Stmt::Let { local: l, value }) if value.level == Level::Const => {
+                let l = local(*l);
+                let v = g.step_expr(value);
+                Some(quote!(let #l = #v;))
+            }
+            _ => None,
+        })
+        .collect();
     let phases = plan.phases();
 
     // Per-tensor `let`s: declared up front (so a later phase can restore them).
@@ -462,8 +489,20 @@ pub(super) fn kernel(m: &Model) -> Generated {
     let mut global_code: Vec<Vec<TokenStream>> = vec![Vec::new(); phases];
     for item in &plan.items {
         if let ItemKind::Global(s) = item.kind {
-            let code = global_item(m, &mut g, s, &item.guard);
+            let code = global_item(m, &mut g, s, &item.guard, &cond_slot);
             global_code[plan.phase_of(item.section)].push(code);
+            continue;
+        }
+        if let ItemKind::GlobalCond(k) = item.kind {
+            let slot = cond_slot.get(&k).copied().unwrap_or(0);
+            let v = g.step_expr(&m.conds[k]);
+            global_code[plan.phase_of(item.section)]
+                .push(quote!(__gf[#slot] = if #v { 1.0 } else { 0.0 };));
+            continue;
+        }
+        if let (ItemKind::Cond(k), Some(slot)) = (item.kind, cond_slot.get(&item_cond(item.kind))) {
+            let c = format_ident!("__c{}", k);
+            sections[item.section.min(plan.passes)].push(quote!(#c = __gf[#slot] != 0.0;));
             continue;
         }
         let code = section_item(m, &plan, &mut g, &temps, item.kind);
@@ -788,6 +827,7 @@ pub(super) fn kernel(m: &Model) -> Generated {
             if __gf.len() < #frame_len {
                 return;
             }
+            #(#const_lets)*
             #(#global_phases)*
         }
 
@@ -861,8 +901,22 @@ pub(super) fn kernel(m: &Model) -> Generated {
     Generated { kernel, algorithm }
 }
 
+/// The condition a `Cond` item evaluates (`usize::MAX` for other items).
+fn item_cond(kind: ItemKind) -> usize {
+    match kind {
+        ItemKind::Cond(k) => k,
+        _ => usize::MAX,
+    }
+}
+
 /// One piece of optimizer-wide code, writing the frame `__gf`.
-fn global_item(m: &Model, g: &mut Gen, s: &Stmt, guard: &[(usize, bool)]) -> TokenStream {
+fn global_item(
+    m: &Model,
+    g: &mut Gen,
+    s: &Stmt,
+    guard: &[(usize, bool)],
+    cond_slot: &HashMap<usize, usize>,
+) -> TokenStream {
     let code = match s {
         Stmt::Let { local: l, value } => match g.frame_of_local.get(l).copied() {
             Some(slot) => {
@@ -898,7 +952,10 @@ fn global_item(m: &Model, g: &mut Gen, s: &Stmt, guard: &[(usize, bool)]) -> Tok
     let conds: Vec<TokenStream> = guard
         .iter()
         .map(|&(k, arm)| {
-            let c = g.step_expr(&m.conds[k]);
+            let c = match cond_slot.get(&k) {
+                Some(slot) => quote!((__gf[#slot] != 0.0)),
+                None => g.step_expr(&m.conds[k]),
+            };
             if arm {
                 quote!(#c)
             } else {
@@ -1011,7 +1068,9 @@ fn section_item(
                 }
             }
         }
-        ItemKind::Global(_) => internal_error("optimizer-wide code among per-parameter code"),
+        ItemKind::Global(_) | ItemKind::GlobalCond(_) => {
+            internal_error("optimizer-wide code among per-parameter code")
+        }
         ItemKind::Matrix(k) => {
             let mx = &m.matrices[k];
             let c: Vec<TokenStream> = mx.coefs.iter().map(|c| g.step_expr(c)).collect();

@@ -71,6 +71,9 @@ pub enum ItemKind<'a> {
     /// Optimizer-wide code (a global `let` or an assignment to a global state): runs
     /// once per step, before the phase its section belongs to.
     Global(&'a Stmt),
+    /// An optimizer-wide condition, evaluated once in the optimizer-wide code (where it
+    /// is first met) for every parameter to read.
+    GlobalCond(usize),
 }
 
 /// The pass structure of one definition.
@@ -493,9 +496,15 @@ impl<'a> Builder<'a> {
         let m_: &'a Model = self.m;
         let x = &m_.conds[k];
         let a = self.avail(x).max(floor);
-        self.note_reads(x, a);
+        let global = x.level == Level::Global;
+        if !global {
+            self.note_reads(x, a);
+        }
         if self.recording && self.conds_seen.insert(k) {
             let guard = std::mem::take(&mut self.guard);
+            if global {
+                self.item(a, ItemKind::GlobalCond(k));
+            }
             self.item(a, ItemKind::Cond(k));
             self.guard = guard;
         }

@@ -916,6 +916,7 @@ impl<T: Scalar> Clone for Partition<T> {
 impl<T: Scalar> fmt::Debug for Partition<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Partition")
+            .field("name", &PARTITION)
             .field("routes", &self.routes)
             .field("steps", &self.steps)
             .field("params_assigned", &self.assigned.len())

@@ -4,7 +4,8 @@ use optim_macros::optimizer;
 
 /// Prodigy (Mishchenko & Defazio, 2024): Adam scaled by an estimate `d` of the distance
 /// to the solution, grown from sums over every parameter; `prodigyopt.Prodigy` semantics
-/// (decoupled decay, one group). Two passes over all parameters per step.
+/// (decoupled decay; d from the base hyperparameters, a group with lr 0 frozen). Two
+/// passes over all parameters per step.
 ///
 /// ```text
 /// dlr = d·α·bc   (bc = √(1 − β2ᵏ⁺¹)/(1 − β1ᵏ⁺¹) with bias correction, else 1)
@@ -57,10 +58,18 @@ pub fn prodigy(
         1.0
     };
     let dlr = d * lr * bc;
-    let numerator = total_sum(d / d0 * dlr * g * (x0 - w));
-    m = beta1 * m + d * (1.0 - beta1) * g;
-    v = beta2 * v + d * d * (1.0 - beta2) * g * g;
-    s = b3 * s + d / d0 * (if safeguard_warmup { d } else { dlr }) * g;
+    // A parameter group with lr 0 is frozen: it adds nothing and its moments stay 0.
+    let active = lr > 0.0;
+    let numerator = total_sum(if active {
+        d / d0 * dlr * g * (x0 - w)
+    } else {
+        0.0
+    });
+    if active {
+        m = beta1 * m + d * (1.0 - beta1) * g;
+        v = beta2 * v + d * d * (1.0 - beta2) * g * g;
+        s = b3 * s + d / d0 * (if safeguard_warmup { d } else { dlr }) * g;
+    }
     let denominator = total_sum(abs(s));
     if denominator > 0.0 {
         r = b3 * r + numerator;

@@ -65,6 +65,11 @@ fn config(name: &str) -> serde_json::Value {
             {"select": {"ndim": 2}, "optimizer": {"optimizer": "lazyadam"}},
             {"optimizer": {"optimizer": "nadam"}},
         ]}),
+        // Muon steps matrices only: the others go to AdamW.
+        "muon" => json!({"optimizer": "partition", "routes": [
+            {"select": {"ndim": 2}, "optimizer": {"optimizer": "muon"}},
+            {"optimizer": {"optimizer": "adamw"}},
+        ]}),
         _ => json!({ "optimizer": name }),
     }
 }

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests in `tests/tests/`: a config for every registry
 //! entry, test problems with their gradients, and builders.
 
-use ndarray::{Array1, ArrayD, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 use optim_core::{Grads, Optimizer, Params, Scalar};
 use optim_zoo::Registry;
 use serde_json::{json, Value};
@@ -16,13 +16,29 @@ pub fn documented_lr(name: &str) -> Option<f64> {
     match name {
         "sgd" | "momentum" | "sgdm" | "nag" | "rmsprop" | "adadelta" => None,
         "adagrad" => Some(0.1),
+        // LARS's step is lr·η·‖w‖ (η = 0.001): its default lr, 1, is the documented scale.
+        "lars" => None,
         "lookahead" => None, // the inner Adam's lr is set in `config`
         _ => Some(0.02),
     }
 }
 
-/// A config for registry entry `name` with its documented lr (`lookahead` wraps an adam).
+/// Whether registry entry `name` steps matrices only (Muon): its configs route every other
+/// parameter to AdamW, and the one-parameter problems give it a 1×n matrix.
+pub fn steps_matrices_only(name: &str) -> bool {
+    name == "muon"
+}
+
+/// A config for registry entry `name` with its documented lr (`lookahead` wraps an adam;
+/// a matrices-only optimizer is the matrices' route of a partition, AdamW the others').
 pub fn config(name: &str) -> Value {
+    if steps_matrices_only(name) {
+        let lr = documented_lr(name).map_or(json!(null), |lr| json!(lr));
+        return json!({"optimizer": "partition", "routes": [
+            {"select": {"ndim": 2}, "optimizer": {"optimizer": name, "lr": lr}},
+            {"optimizer": {"optimizer": "adamw", "lr": lr}},
+        ]});
+    }
     let mut c = json!({ "optimizer": name });
     if name == "lookahead" {
         c["inner"] = json!({ "optimizer": "adam", "lr": 0.02 });
@@ -38,6 +54,10 @@ pub fn config_with(name: &str, key: &str, value: Value) -> Value {
     let mut c = config(name);
     if name == "lookahead" {
         c["inner"][key] = value;
+    } else if steps_matrices_only(name) {
+        for route in 0..2 {
+            c["routes"][route]["optimizer"][key] = value.clone();
+        }
     } else {
         c[key] = value;
     }
@@ -127,14 +147,29 @@ impl Problem {
 
     /// Runs `opt` for `steps` steps from the start; returns the losses before and after.
     pub fn run<T: Scalar>(self, opt: &mut dyn Optimizer<T>, steps: usize) -> (f64, f64) {
+        self.run_shaped(opt, steps, false)
+    }
+
+    /// [`Problem::run`] with `x` as a 1×n matrix if `matrix` (for matrices-only optimizers).
+    pub fn run_shaped<T: Scalar>(
+        self,
+        opt: &mut dyn Optimizer<T>,
+        steps: usize,
+        matrix: bool,
+    ) -> (f64, f64) {
         let start = self.start();
+        let shape = if matrix {
+            vec![1, start.len()]
+        } else {
+            vec![start.len()]
+        };
         let mut params = Params::new();
         params
-            .insert("x", array::<T>(&[start.len()], &start))
+            .insert("x", array::<T>(&shape, &start))
             .expect("fresh params");
         for _ in 0..steps {
             let x = values(&params, "x");
-            let g: Array1<T> = self.grad(&x).iter().map(|&v| T::from_f64(v)).collect();
+            let g = array::<T>(&shape, &self.grad(&x));
             opt.step(&mut params, &Grads::new().with("x", g))
                 .expect("step");
         }

@@ -927,9 +927,11 @@ impl Lower<'_> {
         scan.found
     }
 
+    /// Whether `e` names a scalar or global state (assigned once per step, outside the
+    /// element loop: its condition must be hoisted).
     fn is_scalar(&self, e: &syn::Expr) -> bool {
         matches!(strip_parens(e), syn::Expr::Path(p)
-            if self.scalars.iter().any(|s| p.path.is_ident(s)))
+            if self.scalars.iter().chain(&self.globals).any(|s| p.path.is_ident(s)))
     }
 
     /// Lowers a branch with the condition's keys known true (then) or not (else).

@@ -156,13 +156,6 @@ impl RedOp {
             .map(|&(_, f, a)| (f, a))
     }
 
-    pub fn name(self) -> &'static str {
-        RedOp::ALL
-            .iter()
-            .find(|(_, f, _)| *f == self)
-            .map_or("reduction", |(n, _, _)| n)
-    }
-
     /// What the result varies over: one value per tensor, row or column.
     pub fn result_shape(self) -> Option<Shape> {
         match self {

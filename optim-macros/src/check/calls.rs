@@ -162,7 +162,7 @@ impl Lower<'_> {
             .map(|a| a.to_token_stream().to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        let reduces_reduction = xs.iter().any(|x| reads_reduction(x));
+        let reduces_reduction = xs.iter().any(reads_reduction);
         let ok = match op.result_shape() {
             _ if op == RedOp::TotalSum => level == Level::Elem,
             None => matches!(level, Level::Elem | Level::Row | Level::Col),

@@ -369,7 +369,7 @@ fn pass_shape(m: &Model, plan: &Plan, p: usize) -> (Walk, Vec<usize>) {
 
 /// Whether the element statements of pass `p` write anything, per combination of its
 /// const conditions (folded at compile time, so an empty combination skips the pass).
-fn pass_work(m: &Model, plan: &Plan, p: usize, stmts: &[Stmt]) -> TokenStream {
+fn pass_work(plan: &Plan, p: usize, stmts: &[Stmt]) -> TokenStream {
     let parts: Vec<TokenStream> = stmts
         .iter()
         .filter(|s| plan.needed[p].contains(&id(s)))
@@ -380,10 +380,10 @@ fn pass_work(m: &Model, plan: &Plan, p: usize, stmts: &[Stmt]) -> TokenStream {
                 otherwise,
             } => {
                 let c = cond_param(*k);
-                let a = pass_work(m, plan, p, &then.stmts);
+                let a = pass_work(plan, p, &then.stmts);
                 let b = otherwise
                     .as_ref()
-                    .map_or(quote!(false), |o| pass_work(m, plan, p, &o.stmts));
+                    .map_or(quote!(false), |o| pass_work(plan, p, &o.stmts));
                 quote!(((#c && #a) || (!#c && #b)))
             }
             _ => quote!(true),
@@ -563,7 +563,7 @@ pub(super) fn kernel(m: &Model) -> Generated {
             }
         }
         let conds: Vec<usize> = eg.used_conds.iter().copied().collect();
-        let work = pass_work(m, &plan, p, &m.body);
+        let work = pass_work(&plan, p, &m.body);
         let pass = Pass {
             walk,
             tensor_reds,
@@ -1049,10 +1049,10 @@ fn section_item(
                 .arg
                 .level
                 .join(r.arg2.as_ref().map_or(Level::Const, |a| a.level));
-            let (shape, len, per) = if level == Level::Col {
-                (Shape::Col, quote!(__ncols_all), quote!(__cols_u))
+            let (shape, per) = if level == Level::Col {
+                (Shape::Col, quote!(__cols_u))
             } else {
-                (Shape::Row, quote!(__nrows_all), quote!(__rows_u))
+                (Shape::Row, quote!(__rows_u))
             };
             let x = factor_expr(m, g, &r.arg, shape);
             let y = r.arg2.as_ref().map(|a| factor_expr(m, g, a, shape));

@@ -86,8 +86,6 @@ pub struct Plan<'a> {
     pub stmt_pass: HashMap<StmtId, usize>,
     /// For reductions of per-element values: the pass that accumulates them.
     pub red_pass: Vec<Option<usize>>,
-    /// The section in which each reduction's value is known.
-    pub red_avail: Vec<usize>,
     /// The pass that takes each matrix function's operand.
     pub mat_pass: Vec<usize>,
     /// The pass that writes each element-wise state back (`None`: only read).
@@ -307,7 +305,6 @@ pub fn plan(m: &Model) -> Plan<'_> {
             passes,
             stmt_pass: HashMap::new(),
             red_pass: b.red_pass.clone(),
-            red_avail: b.red_avail.clone(),
             mat_pass: b.mat_pass.clone(),
             state_store: state_store.clone(),
             param_store,
@@ -751,11 +748,11 @@ impl Slice<'_, '_> {
         for s in stmts.iter().rev() {
             let sid = id(s);
             match s {
-                Stmt::Let { local, value } if !value.level.is_scalar() => {
-                    if live.remove(&Mem::Local(*local)) {
-                        self.needed.insert(sid);
-                        self.reads(value, sid, live);
-                    }
+                Stmt::Let { local, value }
+                    if !value.level.is_scalar() && live.remove(&Mem::Local(*local)) =>
+                {
+                    self.needed.insert(sid);
+                    self.reads(value, sid, live);
                 }
                 Stmt::Assign { target, op, value } if is_element_stmt(self.b.m, s) => {
                     let Key::Mem(x) = key_of_target(self.b.m, *target) else {

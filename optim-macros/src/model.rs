@@ -367,6 +367,9 @@ pub enum ExprKind {
     /// condition is per-step (hoisted), else it is evaluated per element.
     If(Box<Cond>, Box<Block>, Box<Block>),
     Block(Box<Block>),
+    /// What an expression already reported as wrong lowers to: accepted everywhere
+    /// without further errors, and never generated (the errors stop generation).
+    Error,
 }
 
 /// A condition: hoisted (an index into `Model::conds`) or evaluated where it stands.
@@ -423,7 +426,11 @@ impl Expr {
     pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
         f(self);
         match &self.kind {
-            ExprKind::Float(_) | ExprKind::Int(_) | ExprKind::Bool(_) | ExprKind::Var(_) => {}
+            ExprKind::Float(_)
+            | ExprKind::Int(_)
+            | ExprKind::Bool(_)
+            | ExprKind::Var(_)
+            | ExprKind::Error => {}
             ExprKind::Neg(x) | ExprKind::Not(x) => x.visit(f),
             ExprKind::Binary(_, a, b) => {
                 a.visit(f);

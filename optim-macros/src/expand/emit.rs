@@ -118,6 +118,7 @@ impl<'a> Gen<'a> {
     /// An expression computed once per step, in `f64`.
     pub(super) fn step_expr(&mut self, e: &Expr) -> TokenStream {
         match &e.kind {
+            ExprKind::Error => internal_error("an expression reported as wrong was generated"),
             ExprKind::Float(x) => f64_lit(*x),
             ExprKind::Int(i) => f64_lit(*i as f64),
             ExprKind::Bool(b) => quote!(#b),
@@ -271,6 +272,7 @@ impl<'a> Gen<'a> {
         }
         let float = quote!(<T as ::optim_core::num_traits::Float>);
         match &e.kind {
+            ExprKind::Error => internal_error("an expression reported as wrong was generated"),
             ExprKind::Var(v) => match *v {
                 Var::Param => quote!(__w),
                 Var::Grad => quote!(__g),

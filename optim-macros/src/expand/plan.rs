@@ -439,7 +439,7 @@ impl<'a> Builder<'a> {
     pub fn avail(&mut self, x: &'a Expr) -> usize {
         let m_: &'a Model = self.m;
         match &x.kind {
-            ExprKind::Float(_) | ExprKind::Int(_) | ExprKind::Bool(_) => 0,
+            ExprKind::Float(_) | ExprKind::Int(_) | ExprKind::Bool(_) | ExprKind::Error => 0,
             ExprKind::Var(v) => match *v {
                 Var::Reduced(k) => self.red_avail.get(k).copied().unwrap_or(0),
                 Var::Matrix(k) => self.mat_avail.get(k).copied().unwrap_or(0),
@@ -554,7 +554,11 @@ impl<'a> Builder<'a> {
                 }
                 self.env = saved;
             }
-            ExprKind::Float(_) | ExprKind::Int(_) | ExprKind::Bool(_) | ExprKind::Var(_) => {}
+            ExprKind::Float(_)
+            | ExprKind::Int(_)
+            | ExprKind::Bool(_)
+            | ExprKind::Var(_)
+            | ExprKind::Error => {}
         }
     }
 

@@ -19,9 +19,33 @@
 //! }
 //! ```
 //!
+//! # The language
+//!
+//! ```text
+//! #[optimizer( hyper, ... )]          hyper := /// doc  NAME (: f64|i64|bool)? = DEFAULT (in RANGE)?
+//! #[sparse(lazy)] #[name = ".."]      RANGE := lo..hi | lo..=hi | lo.. | ..hi   (DEFAULT may be `inf`)
+//! #[eval(expr)]                       the weights to evaluate with, per element
+//! fn NAME(w: Param, g: Grad, STATE...) { statements }
+//! STATE := #[when(cond)]? #[init(value)]? NAME: (State | RowState | ColState | ScalarState | GlobalState)
+//! ```
+//!
+//! - Values are classified by what they depend on: per construction (hyperparameters,
+//!   literals), per step for the whole optimizer (`GlobalState`, `total_sum`), per step and
+//!   parameter (`t`, `ScalarState`), per tensor (`numel ndim rows cols`, `sum mean norm rms
+//!   max_abs dot`), per matrix (a reduction of per-row or per-column values), per row or
+//!   column (`RowState`, `ColState`, `row_sum row_mean col_sum col_mean`), per element (`w`,
+//!   `g`, `State`, `newton_schulz(x, steps, a, b, c, eps)`).
+//! - Element functions: `sqrt abs max min powi powf exp ln cbrt tanh square clamp signum sign`.
+//! - Statements: `let`, assignments (`= += -= *= /=`) to `w`, `g` and states, `if`/`else`.
+//! - A body without reductions is one fused pass; with them the macro derives the passes
+//!   (each state written back once; per-element values of earlier passes recomputed), and
+//!   with `total_sum` the step runs in phases over every parameter. See the README for the
+//!   rules and for what cannot be written and why.
+//!
 //! The macro works in three stages with a typed model between them:
 //! [`parse`] (syntax) → [`check`] (names, types, levels; every error collected with its
-//! span) → [`expand`] (code).
+//! span) → [`expand`] (code: `expand/plan.rs` derives the passes, `expand/multi` generates
+//! them).
 
 use proc_macro::TokenStream;
 

@@ -22,6 +22,7 @@
 //! | `adafactor` | [`Adafactor`] | Adafactor: a factored second moment |
 //! | `muon` | [`Muon`] | Muon: orthogonalized momentum, for matrices |
 //! | `schedule_free_adamw` | [`ScheduleFreeAdamw`] | schedule-free AdamW, with evaluation weights |
+//! | `came` | [`Came`] | CAME: Adafactor's memory with a confidence-guided step |
 //! | `prodigy` | [`Prodigy`] | Prodigy: Adam with a distance estimate from sums over every parameter |
 //! | `ranger` | [`Lookahead`] + [`Radam`] | Lookahead around RAdam |
 
@@ -31,6 +32,7 @@ pub mod adagrad;
 pub mod adam;
 pub mod adamax;
 pub mod adamw;
+pub mod came;
 pub mod lamb;
 pub mod lars;
 pub mod lazyadam;
@@ -53,6 +55,7 @@ pub use adagrad::Adagrad;
 pub use adam::Adam;
 pub use adamax::Adamax;
 pub use adamw::Adamw;
+pub use came::Came;
 pub use lamb::Lamb;
 pub use lars::Lars;
 pub use lazyadam::LazyAdam;
@@ -108,6 +111,7 @@ pub(crate) fn register_zoo(r: &mut Registry) {
         r.register::<Muon>(),
         r.register::<ScheduleFreeAdamw>(),
         r.register::<Prodigy>(),
+        r.register::<Came>(),
         r.register::<Lookahead>(),
         r.register_composite::<Lookahead>(
             "ranger",

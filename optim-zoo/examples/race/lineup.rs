@@ -118,7 +118,55 @@ pub fn race_lineup() -> Vec<Contender> {
         // The registry's "bert" preset is BERT's AdamW: no bias correction, eps 1e-6,
         // weight decay 0.01 except on biases and layer norms.
         entry("bert", json!({"optimizer": "bert", "lr": 0.01}), Adaptive),
+        // Per-tensor trust ratios: LAMB's step is about lr·‖w‖ per layer, as Adam's is
+        // lr per coordinate; LARS scales by η = 0.001, so its documented lr is 1.
+        entry("lamb", json!({"optimizer": "lamb", "lr": 0.01}), Adaptive),
+        entry("lars", json!({"optimizer": "lars", "lr": 1.0}), Adaptive),
+        entry(
+            "novograd",
+            json!({"optimizer": "novograd", "lr": 0.01}),
+            Adaptive,
+        ),
+        // Adafactor's step is relative: min(lr, 1/√t) times the weights' RMS.
+        entry(
+            "adafactor",
+            json!({"optimizer": "adafactor", "lr": 0.01}),
+            Adaptive,
+        ),
+        entry("came", json!({"optimizer": "came", "lr": 0.01}), Adaptive),
+        // Muon steps the weight matrices (its orthogonalized step has unit singular
+        // values, so it takes the larger rate of its paper); the biases go to AdamW.
+        entry("muon", json!({"optimizer": "muon", "lr": 0.02}), Adaptive),
+        // Prodigy estimates its own step size: lr is a multiplier, 1 by design.
+        entry(
+            "prodigy",
+            json!({"optimizer": "prodigy", "lr": 1.0}),
+            Adaptive,
+        ),
+        entry(
+            "schedule_free_adamw",
+            json!({"optimizer": "schedule_free_adamw", "lr": 0.01}),
+            Adaptive,
+        ),
     ]
+}
+
+/// Optimizers that step matrices only (Muon): raced as the matrices' route of a
+/// partition, AdamW at the same learning rate for the other parameters.
+const MATRICES_ONLY: [&str; 1] = ["muon"];
+
+/// `config`, routed through a partition if its optimizer steps matrices only.
+pub fn routed(config: &Value) -> Value {
+    match config.get("optimizer").and_then(Value::as_str) {
+        Some(name) if MATRICES_ONLY.contains(&name) => {
+            let lr = lr_of(config).map_or(Value::Null, |lr| json!(lr));
+            json!({"optimizer": "partition", "routes": [
+                {"select": {"ndim": 2}, "optimizer": config},
+                {"optimizer": {"optimizer": "adamw", "lr": lr}},
+            ]})
+        }
+        _ => config.clone(),
+    }
 }
 
 /// Names picked when `--optimizers` is not given.
@@ -151,7 +199,7 @@ pub fn with_lr(config: &Value, lr: f64) -> Value {
 
 /// Builds the optimizer a config describes, through the zoo's registry.
 pub fn build<T: Scalar>(config: &Value) -> Result<Box<dyn Optimizer<T>>, OptimError> {
-    optim_zoo::registry::build::<T>(config)
+    optim_zoo::registry::build::<T>(&routed(config))
 }
 
 #[cfg(test)]
@@ -178,6 +226,14 @@ mod tests {
             "lookahead",
             "ranger",
             "bert",
+            "lamb",
+            "lars",
+            "novograd",
+            "adafactor",
+            "came",
+            "muon",
+            "prodigy",
+            "schedule_free_adamw",
         ];
         assert_eq!(names, expected);
         for c in race_lineup() {

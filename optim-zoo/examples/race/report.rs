@@ -143,8 +143,16 @@ pub fn leaderboard(summary: &Summary) -> String {
     let mut ranked: Vec<&RunSummary> = summary.results.iter().collect();
     ranked.sort_by(|a, b| rank_key(a.final_loss).total_cmp(&rank_key(b.final_loss)));
     let target = format!("steps to {}", summary.target_loss);
+    // As wide as the longest name (`schedule_free_adamw`), so the columns line up.
+    let width = ranked
+        .iter()
+        .map(|r| r.name.len())
+        .chain(summary.failures.iter().map(|f| f.name.len()))
+        .max()
+        .unwrap_or(0)
+        .max(10);
     let mut out = format!(
-        "{:>3}  {:<10} {:>9} {:>10} {:>10} {:>9} {:>14} {:>9}\n",
+        "{:>3}  {:<width$} {:>9} {:>10} {:>10} {:>9} {:>14} {:>9}\n",
         "#", "optimizer", "lr", "start loss", "final loss", "test acc", target, "µs/step"
     );
     for (rank, r) in ranked.iter().enumerate() {
@@ -152,7 +160,7 @@ pub fn leaderboard(summary: &Summary) -> String {
         let steps = r.steps_to_target.map_or("never".into(), |s| s.to_string());
         let flag = if r.diverged { "  diverged" } else { "" };
         out += &format!(
-            "{:>3}  {:<10} {:>9} {:>10} {:>10} {:>8.1}% {:>14} {:>9.1}{flag}\n",
+            "{:>3}  {:<width$} {:>9} {:>10} {:>10} {:>8.1}% {:>14} {:>9.1}{flag}\n",
             rank + 1,
             r.name,
             lr,
@@ -165,7 +173,7 @@ pub fn leaderboard(summary: &Summary) -> String {
     }
     for f in &summary.failures {
         out += &format!(
-            "  -  {:<10} did not finish ({}): {}\n",
+            "  -  {:<width$} did not finish ({}): {}\n",
             f.name, f.stage, f.error
         );
     }

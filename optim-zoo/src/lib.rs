@@ -22,44 +22,64 @@
 //! | `adafactor` | [`Adafactor`] | Adafactor: a factored second moment |
 //! | `muon` | [`Muon`] | Muon: orthogonalized momentum, for matrices |
 //! | `schedule_free_adamw` | [`ScheduleFreeAdamw`] | schedule-free AdamW, with evaluation weights |
+//! | `schedule_free_sgd` | [`ScheduleFreeSgd`] | schedule-free SGD, with evaluation weights |
+//! | `yogi` | [`Yogi`] | Yogi: Adam with an additive second-moment update |
+//! | `adan` | [`Adan`] | Adan: momentum of the gradient's differences |
+//! | `ademamix` | [`Ademamix`] | AdEMAMix: Adam plus a slow momentum |
+//! | `madgrad` | [`Madgrad`] | MADGRAD: dual averaging with momentum |
+//! | `adabound` | [`Adabound`] | AdaBound: Adam's step sizes clipped into bounds that close on SGD |
+//! | `rprop` | [`Rprop`] | Rprop: per-element step sizes from gradient signs |
+//! | `asgd` | [`Asgd`] | averaged SGD, with evaluation weights |
 //! | `came` | [`Came`] | CAME: Adafactor's memory with a confidence-guided step |
 //! | `prodigy` | [`Prodigy`] | Prodigy: Adam with a distance estimate from sums over every parameter |
 //! | `ranger` | [`Lookahead`] + [`Radam`] | Lookahead around RAdam |
 
+pub mod adabound;
 pub mod adadelta;
 pub mod adafactor;
 pub mod adagrad;
 pub mod adam;
 pub mod adamax;
 pub mod adamw;
+pub mod adan;
+pub mod ademamix;
+pub mod asgd;
 pub mod came;
 pub mod lamb;
 pub mod lars;
 pub mod lazyadam;
 pub mod lookahead;
+pub mod madgrad;
 pub mod muon;
 pub mod nadam;
 pub mod novograd;
 pub mod prodigy;
 pub mod radam;
 pub mod rmsprop;
+pub mod rprop;
 pub mod schedule_free;
 pub mod sgd;
+pub mod yogi;
 
 pub mod conformance;
 pub mod registry;
 
+pub use adabound::Adabound;
 pub use adadelta::Adadelta;
 pub use adafactor::Adafactor;
 pub use adagrad::Adagrad;
 pub use adam::Adam;
 pub use adamax::Adamax;
 pub use adamw::Adamw;
+pub use adan::Adan;
+pub use ademamix::Ademamix;
+pub use asgd::Asgd;
 pub use came::Came;
 pub use lamb::Lamb;
 pub use lars::Lars;
 pub use lazyadam::LazyAdam;
 pub use lookahead::Lookahead;
+pub use madgrad::Madgrad;
 pub use muon::Muon;
 pub use nadam::Nadam;
 pub use novograd::Novograd;
@@ -67,8 +87,10 @@ pub use prodigy::Prodigy;
 pub use radam::Radam;
 pub use registry::{build, Registry};
 pub use rmsprop::Rmsprop;
-pub use schedule_free::ScheduleFreeAdamw;
+pub use rprop::Rprop;
+pub use schedule_free::{ScheduleFreeAdamw, ScheduleFreeSgd};
 pub use sgd::Sgd;
+pub use yogi::Yogi;
 
 /// Adds every zoo optimizer and the survey's presets to `r`.
 pub(crate) fn register_zoo(r: &mut Registry) {
@@ -110,6 +132,14 @@ pub(crate) fn register_zoo(r: &mut Registry) {
         r.register::<Adafactor>(),
         r.register::<Muon>(),
         r.register::<ScheduleFreeAdamw>(),
+        r.register::<ScheduleFreeSgd>(),
+        r.register::<Yogi>(),
+        r.register::<Adan>(),
+        r.register::<Ademamix>(),
+        r.register::<Madgrad>(),
+        r.register::<Adabound>(),
+        r.register::<Rprop>(),
+        r.register::<Asgd>(),
         r.register::<Prodigy>(),
         r.register::<Came>(),
         r.register::<Lookahead>(),

@@ -19,8 +19,30 @@ use serde_json::{json, Map, Value};
 /// Every registry entry that is an optimizer on its own (Lookahead needs an inner one:
 /// it is drawn separately; Ranger is Lookahead around RAdam).
 const NAMES: &[&str] = &[
-    "sgd", "momentum", "sgdm", "nag", "adagrad", "adadelta", "rmsprop", "adam", "amsgrad", "adamw",
-    "bert", "adamax", "nadam", "radam", "lazyadam", "ranger",
+    "sgd",
+    "momentum",
+    "sgdm",
+    "nag",
+    "adagrad",
+    "adadelta",
+    "rmsprop",
+    "adam",
+    "amsgrad",
+    "adamw",
+    "bert",
+    "adamax",
+    "nadam",
+    "radam",
+    "lazyadam",
+    "ranger",
+    "yogi",
+    "adan",
+    "ademamix",
+    "madgrad",
+    "adabound",
+    "schedule_free_sgd",
+    "rprop",
+    "asgd",
 ];
 
 /// A deterministic stream of values (SplitMix64), so a failing case shrinks to a seed.

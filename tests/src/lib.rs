@@ -19,6 +19,10 @@ pub fn documented_lr(name: &str) -> Option<f64> {
         // LARS's step is lr·η·‖w‖ (η = 0.001): its default lr, 1, is the documented scale.
         "lars" => None,
         "lookahead" => None, // the inner Adam's lr is set in `config`
+        // ASGD and schedule-free SGD step by lr·g as SGD does, and like SGD they need
+        // lr·(largest curvature) < 2: on Rosenbrock's valley (curvature ≈ 1000) their
+        // defaults (1e-2, 1.0) and 0.02 diverge. They run at SGD's default, 1e-3.
+        "asgd" | "schedule_free_sgd" => Some(1e-3),
         _ => Some(0.02),
     }
 }

@@ -23,6 +23,8 @@
 //! | `muon` | [`Muon`] | Muon: orthogonalized momentum, for matrices |
 //! | `schedule_free_adamw` | [`ScheduleFreeAdamw`] | schedule-free AdamW, with evaluation weights |
 //! | `schedule_free_sgd` | [`ScheduleFreeSgd`] | schedule-free SGD, with evaluation weights |
+//! | `lion` | [`Lion`] | Lion: the sign of an interpolated momentum |
+//! | `adabelief` | [`Adabelief`] | AdaBelief: Adam with the variance around the momentum |
 //! | `yogi` | [`Yogi`] | Yogi: Adam with an additive second-moment update |
 //! | `adan` | [`Adan`] | Adan: momentum of the gradient's differences |
 //! | `ademamix` | [`Ademamix`] | AdEMAMix: Adam plus a slow momentum |
@@ -34,6 +36,7 @@
 //! | `prodigy` | [`Prodigy`] | Prodigy: Adam with a distance estimate from sums over every parameter |
 //! | `ranger` | [`Lookahead`] + [`Radam`] | Lookahead around RAdam |
 
+pub mod adabelief;
 pub mod adabound;
 pub mod adadelta;
 pub mod adafactor;
@@ -48,6 +51,7 @@ pub mod came;
 pub mod lamb;
 pub mod lars;
 pub mod lazyadam;
+pub mod lion;
 pub mod lookahead;
 pub mod madgrad;
 pub mod muon;
@@ -64,6 +68,7 @@ pub mod yogi;
 pub mod conformance;
 pub mod registry;
 
+pub use adabelief::Adabelief;
 pub use adabound::Adabound;
 pub use adadelta::Adadelta;
 pub use adafactor::Adafactor;
@@ -78,6 +83,7 @@ pub use came::Came;
 pub use lamb::Lamb;
 pub use lars::Lars;
 pub use lazyadam::LazyAdam;
+pub use lion::Lion;
 pub use lookahead::Lookahead;
 pub use madgrad::Madgrad;
 pub use muon::Muon;
@@ -133,6 +139,8 @@ pub(crate) fn register_zoo(r: &mut Registry) {
         r.register::<Muon>(),
         r.register::<ScheduleFreeAdamw>(),
         r.register::<ScheduleFreeSgd>(),
+        r.register::<Lion>(),
+        r.register::<Adabelief>(),
         r.register::<Yogi>(),
         r.register::<Adan>(),
         r.register::<Ademamix>(),

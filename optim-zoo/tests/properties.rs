@@ -35,6 +35,8 @@ const NAMES: &[&str] = &[
     "radam",
     "lazyadam",
     "ranger",
+    "lion",
+    "adabelief",
     "yogi",
     "adan",
     "ademamix",

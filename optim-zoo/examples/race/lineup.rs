@@ -148,6 +148,53 @@ pub fn race_lineup() -> Vec<Contender> {
             json!({"optimizer": "schedule_free_adamw", "lr": 0.01}),
             Adaptive,
         ),
+        // Schedule-free SGD and ASGD take SGD's steps: SGD's rate.
+        entry(
+            "schedule_free_sgd",
+            json!({"optimizer": "schedule_free_sgd", "lr": 0.1}),
+            GradientScaled,
+        ),
+        entry(
+            "asgd",
+            json!({"optimizer": "asgd", "lr": 0.1}),
+            GradientScaled,
+        ),
+        // Lion's steps are ±lr per coordinate, larger than Adam's: a tenth of Adam's rate
+        // with ten times the decay, as its paper advises.
+        entry(
+            "lion",
+            json!({"optimizer": "lion", "lr": 0.001, "weight_decay": 0.1}),
+            Adaptive,
+        ),
+        entry(
+            "adabelief",
+            json!({"optimizer": "adabelief", "lr": 0.01}),
+            Adaptive,
+        ),
+        entry("yogi", json!({"optimizer": "yogi", "lr": 0.01}), Adaptive),
+        entry("adan", json!({"optimizer": "adan", "lr": 0.01}), Adaptive),
+        entry(
+            "ademamix",
+            json!({"optimizer": "ademamix", "lr": 0.01}),
+            Adaptive,
+        ),
+        entry(
+            "madgrad",
+            json!({"optimizer": "madgrad", "lr": 0.01}),
+            Adaptive,
+        ),
+        entry(
+            "adabound",
+            json!({"optimizer": "adabound", "lr": 0.01}),
+            Adaptive,
+        ),
+        // Rprop's lr is its initial step size, grown or shrunk per element by the sign of
+        // successive gradients (a full-batch method: minibatch noise flips the signs).
+        entry(
+            "rprop",
+            json!({"optimizer": "rprop", "lr": 0.001}),
+            Adaptive,
+        ),
     ]
 }
 
@@ -234,6 +281,16 @@ mod tests {
             "muon",
             "prodigy",
             "schedule_free_adamw",
+            "schedule_free_sgd",
+            "asgd",
+            "lion",
+            "adabelief",
+            "yogi",
+            "adan",
+            "ademamix",
+            "madgrad",
+            "adabound",
+            "rprop",
         ];
         assert_eq!(names, expected);
         for c in race_lineup() {

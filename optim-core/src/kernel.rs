@@ -434,3 +434,10 @@ pub fn fold_sum(a: &[f64; 8]) -> f64 {
 pub fn fold_max(a: &[f64; 8]) -> f64 {
     a.iter().fold(0.0, |m, &x| f64::max(m, x))
 }
+
+/// `x` rounded to the nearest `f32` and back, as the equations' `round_f32(x)`: for
+/// references that compute a value in f32 whatever the parameters' precision.
+#[inline(always)]
+pub fn round_f32<T: crate::Scalar>(x: T) -> T {
+    T::from_f64(f64::from(x.to_f64() as f32))
+}

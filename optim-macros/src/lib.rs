@@ -35,7 +35,8 @@
 //!   max_abs dot`), per matrix (a reduction of per-row or per-column values), per row or
 //!   column (`RowState`, `ColState`, `row_sum row_mean col_sum col_mean`), per element (`w`,
 //!   `g`, `State`, `newton_schulz(x, steps, a, b, c, eps)`).
-//! - Element functions: `sqrt abs max min powi powf exp ln cbrt tanh square clamp signum sign`.
+//! - Element functions: `sqrt abs max min powi powf exp ln cbrt tanh square clamp signum sign
+//!   round_f32`; a range `lo<..hi` excludes its lower bound.
 //! - Statements: `let`, assignments (`= += -= *= /=`) to `w`, `g` and states, `if`/`else`.
 //! - A body without reductions is one fused pass; with them the macro derives the passes
 //!   (each state written back once; per-element values of earlier passes recomputed), and

@@ -290,6 +290,9 @@ pub enum Func {
     Square,
     /// `clamp(x, lo, hi)`: `min(max(x, lo), hi)`.
     Clamp,
+    /// `round_f32(x)`: `x` rounded to the nearest `f32` (for references that compute a
+    /// value in f32 whatever the parameters' precision, as optax's MADGRAD does).
+    RoundF32,
 }
 
 impl Func {
@@ -309,6 +312,7 @@ impl Func {
         ("tanh", Func::Tanh, 1),
         ("square", Func::Square, 1),
         ("clamp", Func::Clamp, 3),
+        ("round_f32", Func::RoundF32, 1),
     ];
 
     pub fn lookup(name: &str) -> Option<(Func, usize)> {

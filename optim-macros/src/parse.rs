@@ -4,7 +4,7 @@
 //! ```text
 //! attribute := hyper ("," hyper)* ","?
 //! hyper     := doc* IDENT (":" TYPE)? "=" literal ("in" range)?
-//! range     := literal? (".." | "..=") literal?        // bounds may be negative
+//! range     := (literal "<"?)? (".." | "..=") literal?   // bounds may be negative; `<` excludes lo
 //! arg       := attr* IDENT ":" ("Param" | "Grad" | "State" | "RowState" | "ColState" | "ScalarState" | "GlobalState")
 //! attr      := "#[when(" expr ")]" | "#[init(" expr ")]"
 //! ```
@@ -53,11 +53,12 @@ impl Parse for SignedLit {
     }
 }
 
-/// `lo..hi`, `lo..=hi`, `lo..`, `..hi`.
+/// `lo..hi`, `lo..=hi`, `lo..`, `..hi`; `lo<..` excludes `lo` (`0.0<..1.0` is (0, 1)).
 pub struct RangeDecl {
     pub lo: Option<SignedLit>,
     pub hi: Option<SignedLit>,
     pub inclusive_hi: bool,
+    pub exclusive_lo: bool,
     pub span: Span,
 }
 
@@ -69,6 +70,10 @@ impl Parse for RangeDecl {
         } else {
             Some(input.parse::<SignedLit>()?)
         };
+        let exclusive_lo = lo.is_some() && input.peek(Token![<]);
+        if exclusive_lo {
+            input.parse::<Token![<]>()?;
+        }
         let inclusive_hi = if input.peek(Token![..=]) {
             input.parse::<Token![..=]>()?;
             true
@@ -87,6 +92,7 @@ impl Parse for RangeDecl {
             lo,
             hi,
             inclusive_hi,
+            exclusive_lo,
             span,
         })
     }

@@ -28,7 +28,7 @@ use optim_macros::optimizer;
     /// Decay β2 of the second moment.
     beta2 = 0.999 in 0.0..1.0,
     /// Convergence speed γ of the bounds.
-    gamma = 1e-3 in 0.0..,
+    gamma = 1e-3 in 0.0<..,
     /// Weight decay λ.
     weight_decay = 0.0 in 0.0..,
     /// Decay the weights directly (AdamW's way) instead of adding λ·w to the gradient.

@@ -32,11 +32,7 @@ use optim_macros::optimizer;
 )]
 pub fn madgrad(w: Param, g: Grad, #[init(w)] x0: State, grad_sum_sq: State, s: State) {
     g += weight_decay * w;
-    // `x·k − (x·k − x)` with k = 2²⁹ + 1 rounds x to f32's 24 significant bits (Veltkamp).
-    let k = 536870913.0;
-    let rate = (lr + eps) * k - ((lr + eps) * k - (lr + eps));
-    let root = sqrt(t) * k - (sqrt(t) * k - sqrt(t));
-    let lamb = rate * root * k - (rate * root * k - rate * root);
+    let lamb = round_f32(round_f32(lr + eps) * round_f32(sqrt(t)));
     grad_sum_sq += lamb * (g * g);
     s += lamb * g;
     let z = x0 - s / (cbrt(grad_sum_sq) + eps);

@@ -33,7 +33,7 @@ use optim_macros::optimizer;
     /// Grow s with d instead of d·α (for warmup schedules).
     safeguard_warmup = false,
     /// Initial estimate d0.
-    d0 = 1e-6 in 0.0..,
+    d0 = 1e-6 in 0.0<..,
     /// Multiplier of the estimate d̂.
     d_coef = 1.0 in 0.0..,
     /// Largest growth of d per step.

@@ -21,9 +21,9 @@ use optim_macros::optimizer;
     /// Learning rate α: the initial step size.
     lr = 1e-2 in 0.0..,
     /// Factor η− that shrinks the step where the gradient's sign flips.
-    eta_minus = 0.5 in 0.0..1.0,
+    eta_minus = 0.5 in 0.0<..1.0,
     /// Factor η+ that grows the step where the gradient's sign holds.
-    eta_plus = 1.2 in 1.0..,
+    eta_plus = 1.2 in 1.0<..,
     /// Smallest step size.
     step_size_min = 1e-6 in 0.0..,
     /// Largest step size.

@@ -18,7 +18,7 @@ use optim_macros::optimizer;
     /// Learning rate α.
     lr = 0.0025 in 0.0..,
     /// Interpolation β1 between the average and the base iterate.
-    beta1 = 0.9 in 0.0..1.0,
+    beta1 = 0.9 in 0.0<..1.0,
     /// Decay β2 of the second moment.
     beta2 = 0.999 in 0.0..1.0,
     /// ε added to the denominator.
@@ -79,7 +79,7 @@ pub fn schedule_free_adamw(
     /// Learning rate α.
     lr = 1.0 in 0.0..,
     /// Momentum μ: interpolation between the average and the base iterate.
-    momentum = 0.9 in 0.0..1.0,
+    momentum = 0.9 in 0.0<..1.0,
     /// L2 penalty λ, added to the gradient at the gradient point y.
     weight_decay = 0.0 in 0.0..,
     /// Steps of linear learning-rate warmup.

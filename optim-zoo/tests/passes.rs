@@ -165,3 +165,16 @@ fn factored_and_optimizer_wide_state_resume_bit_for_bit_from_a_file() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_excluded_lower_bound_refuses_the_bound_itself() {
+    let reg = Registry::zoo();
+    let err = reg
+        .build::<f64>(&json!({"optimizer": "schedule_free_sgd", "momentum": 0.0}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("momentum") && err.contains("(0, 1)"), "{err}");
+    assert!(reg
+        .build::<f64>(&json!({"optimizer": "schedule_free_sgd", "momentum": 1e-9}))
+        .is_ok());
+}

@@ -171,6 +171,7 @@ pub(super) fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Result<Hyper, Option<Hyper>>
         };
         if let Some(l) = &r.lo {
             match bound(cx, l) {
+                Some(x) if r.exclusive_lo => lo = Bound::Exclusive(x),
                 Some(x) => lo = Bound::Inclusive(x),
                 None => return Err(stand_in(kind)),
             }
@@ -185,9 +186,13 @@ pub(super) fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Result<Hyper, Option<Hyper>>
                 Bound::Exclusive(x)
             };
         }
-        if let (Bound::Inclusive(l), Bound::Inclusive(h) | Bound::Exclusive(h)) = (lo, hi) {
-            let empty = match hi {
-                Bound::Inclusive(_) => l > h,
+        if let (
+            Bound::Inclusive(l) | Bound::Exclusive(l),
+            Bound::Inclusive(h) | Bound::Exclusive(h),
+        ) = (lo, hi)
+        {
+            let empty = match (lo, hi) {
+                (Bound::Inclusive(_), Bound::Inclusive(_)) => l > h,
                 _ => l >= h,
             };
             if empty || l.is_nan() || h.is_nan() {
@@ -211,6 +216,7 @@ pub(super) fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Result<Hyper, Option<Hyper>>
     if let Some(x) = x {
         let ok_lo = match lo {
             Bound::Inclusive(l) => x >= l,
+            Bound::Exclusive(l) => x > l,
             _ => true,
         };
         let ok_hi = match hi {

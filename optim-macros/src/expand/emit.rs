@@ -54,6 +54,7 @@ pub(super) fn call(
         }
         Func::Sign => quote!(::optim_core::kernel::sign(#a)),
         Func::Square => quote!((#a * #a)),
+        Func::RoundF32 => quote!(::optim_core::kernel::round_f32(#a)),
         Func::Clamp => {
             let (lo, hi) = (arg(1), arg(2));
             quote!(#float::min(#float::max(#a, #lo), #hi))

@@ -28,8 +28,9 @@ use optim_macros::optimizer;
 pub fn lamb(w: Param, g: Grad, m: State, v: State) {
     m = beta1 * m + (1.0 - beta1) * g;
     v = beta2 * v + (1.0 - beta2) * g * g;
-    let m_hat = m / (1.0 - beta1.powi(t));
-    let v_hat = v / (1.0 - beta2.powi(t));
+    // Bias corrections as per-step factors: a multiply per element instead of a divide.
+    let m_hat = m * (1.0 / (1.0 - beta1.powi(t)));
+    let v_hat = v * (1.0 / (1.0 - beta2.powi(t)));
     let u = m_hat / (sqrt(v_hat + eps_root) + eps) + weight_decay * w;
     let ratio = if norm(w) > 0.0 && norm(u) > 0.0 {
         norm(w) / norm(u)

@@ -5,7 +5,7 @@ use super::super::plan::{id, is_element_stmt, Mem, Plan};
 use super::*;
 use crate::model::*;
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{format_ident, quote};
 
 impl ElemGen<'_> {
     /// A per-element value, in `T`.
@@ -214,16 +214,17 @@ impl ElemGen<'_> {
                 let Some(&j) = self.accs.get(&k) else {
                     return internal_error("a reduction without its accumulator");
                 };
-                let a = acc_ident(j);
-                let slot = if walk == Walk::Flat {
-                    quote!(#a[__l])
+                if walk == Walk::Flat {
+                    // Kept per element; added into the lanes after the loop.
+                    let buf = format_ident!("__rb{}", j);
+                    quote!(#buf[__e] = __v;)
                 } else {
-                    quote!(#a)
-                };
-                if r.op == RedOp::MaxAbs {
-                    quote!(#slot = f64::max(#slot, __v);)
-                } else {
-                    quote!(#slot += __v;)
+                    let a = acc_ident(j);
+                    if r.op == RedOp::MaxAbs {
+                        quote!(#a = f64::max(#a, __v);)
+                    } else {
+                        quote!(#a += __v;)
+                    }
                 }
             }
         };

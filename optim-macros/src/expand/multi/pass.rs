@@ -129,33 +129,98 @@ pub(super) fn pass_kernel(
         })
         .collect();
     let js: Vec<usize> = (0..nr).collect();
+    // Flat passes: every array cut to the pass's length, so the loop indexes without
+    // bounds checks (as a one-pass kernel does) and vectorizes.
+    let mut reslice = vec![quote!(let Some(__ws) = __ws.get_mut(..__n) else { return; };)];
+    if has_grad {
+        reslice.push(quote!(let Some(__gs) = __gs.get(..__n) else { return; };));
+    }
+    // A pass that reduces walks each block in sub-blocks of `SUB` elements, each array
+    // cut to the sub-block (so the loop vectorizes as a one-pass loop does); the values
+    // reduced are kept, then added into eight lanes in order.
+    let mut sub_views =
+        vec![quote!(let Some(__ws) = __ws.get_mut(__sub..__sub + __len) else { return; };)];
+    if has_grad {
+        sub_views.push(quote!(let Some(__gs) = __gs.get(__sub..__sub + __len) else { return; };));
+    }
+    for (i, s) in m.states.iter().enumerate() {
+        if s.shape != Shape::Elem {
+            continue;
+        }
+        let ss = &slices[i];
+        match s.when {
+            None => sub_views
+                .push(quote!(let Some(#ss) = #ss.get_mut(__sub..__sub + __len) else { return; };)),
+            Some(k) if pass.conds.contains(&k) => {
+                let c = cond_param(k);
+                sub_views.push(quote! {
+                    let #ss: &mut [T] = if #c {
+                        match #ss.get_mut(__sub..__sub + __len) { Some(__s) => __s, None => return }
+                    } else {
+                        #ss
+                    };
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    for mx in &mxs {
+        sub_views.push(quote!(let Some(#mx) = #mx.get_mut(__sub..__sub + __len) else { return; };));
+    }
+    let bufs: Vec<Ident> = (0..nr).map(|j| format_ident!("__rb{}", j)).collect();
+    let lane_adds: Vec<TokenStream> = pass
+        .tensor_reds
+        .iter()
+        .enumerate()
+        .map(|(j, &k)| {
+            let (a, buf) = (acc_ident(j), &bufs[j]);
+            let add = if m.reductions[k].op == RedOp::MaxAbs {
+                quote!(#a[__l] = f64::max(#a[__l], __v);)
+            } else {
+                quote!(#a[__l] += __v;)
+            };
+            quote! {
+                let (__full, __rest) = #buf[..__len].split_at(__len / 8 * 8);
+                for __c in __full.chunks_exact(8) {
+                    for __l in 0..8usize {
+                        let __v = __c[__l];
+                        #add
+                    }
+                }
+                for (__l, &__v) in __rest.iter().enumerate() {
+                    #add
+                }
+            }
+        })
+        .collect();
     let run_loop = match pass.walk {
         Walk::Flat if nr == 0 => quote! {
+            #(#reslice)*
             for __e in 0..__n {
                 #elem
             }
         },
         Walk::Flat => quote! {
             const __RB: usize = ::optim_core::kernel::REDUCE_BLOCK;
+            const __SUB: usize = 256;
+            #(#reslice)*
             let mut __lo = 0usize;
             let mut __blk = 0usize;
             while __lo < __n {
                 let __hi = if __n - __lo > __RB { __lo + __RB } else { __n };
                 #(#acc_decl_flat)*
-                let mut __i = __lo;
-                while __i + 8 <= __hi {
-                    for __l in 0..8usize {
-                        let __e = __i + __l;
-                        #elem
+                let mut __sub = __lo;
+                while __sub < __hi {
+                    let __len = (__hi - __sub).min(__SUB);
+                    #(let mut #bufs = [0.0f64; __SUB];)*
+                    {
+                        #(#sub_views)*
+                        for __e in 0..__len {
+                            #elem
+                        }
                     }
-                    __i += 8;
-                }
-                let mut __l = 0usize;
-                while __i < __hi {
-                    let __e = __i;
-                    #elem
-                    __i += 1;
-                    __l += 1;
+                    #(#lane_adds)*
+                    __sub += __len;
                 }
                 if let Some(__pp) = __parts.get_mut(__blk * #nr..__blk * #nr + #nr) {
                     #(__pp[#js] = #acc_fold;)*

@@ -178,3 +178,49 @@ fn an_excluded_lower_bound_refuses_the_bound_itself() {
         .build::<f64>(&json!({"optimizer": "schedule_free_sgd", "momentum": 1e-9}))
         .is_ok());
 }
+
+/// Adafactor on matrices with rows longer than the kernel's 256-column sub-blocks, against
+/// torch's rule written out in plain Rust (f64, 1e-12).
+#[test]
+fn adafactor_on_wide_matrices_follows_the_plain_rule() {
+    let (rows, cols) = (3usize, 700usize);
+    let (lr, decay, eps1, eps2, d): (f64, f64, f64, f64, f64) = (0.01, -0.8, 1e-30, 1e-3, 1.0);
+    let mut params = Params::new().with("w", wavy(1, &[rows, cols])).unwrap();
+    let mut w: Vec<f64> = params.get("w").unwrap().iter().copied().collect();
+    let (mut r, mut c) = (vec![0.0; rows], vec![0.0; cols]);
+    let mut opt = build(json!({"optimizer": "adafactor", "lr": lr, "eps1": eps1}));
+    for t in 1..=4 {
+        let g: Vec<f64> = wavy(10 + t, &[rows, cols]).iter().copied().collect();
+        let tf = t as f64;
+        let beta2t = tf.powf(decay);
+        let rms_w = (w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64).sqrt();
+        let alpha = eps2.max(rms_w) * lr.min(1.0 / tf.sqrt());
+        for i in 0..rows {
+            let mean: f64 = (0..cols).map(|j| g[i * cols + j].powi(2)).sum::<f64>() / cols as f64;
+            r[i] += beta2t * (mean - r[i]);
+        }
+        for j in 0..cols {
+            let mean: f64 = (0..rows).map(|i| g[i * cols + j].powi(2)).sum::<f64>() / rows as f64;
+            c[j] += beta2t * (mean - c[j]);
+        }
+        let r_mean = r.iter().sum::<f64>() / rows as f64;
+        let u: Vec<f64> = (0..rows * cols)
+            .map(|e| {
+                let v = r[e / cols] * c[e % cols] / r_mean.max(eps1);
+                g[e] / v.max(eps1 * eps1).sqrt()
+            })
+            .collect();
+        let rms_u = (u.iter().map(|x| x * x).sum::<f64>() / u.len() as f64).sqrt();
+        for (x, u) in w.iter_mut().zip(&u) {
+            *x -= alpha * u / (rms_u / d).max(1.0);
+        }
+        let grads = Grads::new().with("w", wavy(10 + t, &[rows, cols]));
+        opt.step(&mut params, &grads).unwrap();
+    }
+    for (got, want) in params.get("w").unwrap().iter().zip(&w) {
+        assert!(
+            (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
+    }
+}

@@ -76,9 +76,10 @@ impl ElemGen<'_> {
                     let s = slice_ident(i);
                     quote!(#s[__row])
                 }
+                // Cut to the columns of the row's sub-block by the row walk.
                 Shape::Col => {
                     let s = slice_ident(i);
-                    quote!(#s[__cb + __j])
+                    quote!(#s[__e])
                 }
             },
             Var::Reduced(k) => match self.m.reductions[k].level {
@@ -208,24 +209,20 @@ impl ElemGen<'_> {
             _ => quote!(__x),
         };
         let add = match (r.op.result_shape(), self.walk) {
-            (Some(Shape::Row), _) => quote!(__sums[__offs[#k] + __row] += __v;),
+            (Some(Shape::Row), _) => {
+                // Kept per element; added into the row's lanes after the loop.
+                let buf = format_ident!("__rrb{}", k);
+                quote!(#buf[__e] = __v;)
+            }
             (Some(Shape::Col), _) => quote!(__sums[__offs[#k] + __cb + __j] += __v;),
             (_, walk) => {
                 let Some(&j) = self.accs.get(&k) else {
                     return internal_error("a reduction without its accumulator");
                 };
-                if walk == Walk::Flat {
-                    // Kept per element; added into the lanes after the loop.
-                    let buf = format_ident!("__rb{}", j);
-                    quote!(#buf[__e] = __v;)
-                } else {
-                    let a = acc_ident(j);
-                    if r.op == RedOp::MaxAbs {
-                        quote!(#a = f64::max(#a, __v);)
-                    } else {
-                        quote!(#a += __v;)
-                    }
-                }
+                // Kept per element; added into the lanes after the loop.
+                let _ = walk;
+                let buf = format_ident!("__rb{}", j);
+                quote!(#buf[__e] = __v;)
             }
         };
         quote!({ let __x: f64 = #x; let __v: f64 = #value; #add })

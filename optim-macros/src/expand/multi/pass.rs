@@ -172,26 +172,7 @@ pub(super) fn pass_kernel(
         .tensor_reds
         .iter()
         .enumerate()
-        .map(|(j, &k)| {
-            let (a, buf) = (acc_ident(j), &bufs[j]);
-            let add = if m.reductions[k].op == RedOp::MaxAbs {
-                quote!(#a[__l] = f64::max(#a[__l], __v);)
-            } else {
-                quote!(#a[__l] += __v;)
-            };
-            quote! {
-                let (__full, __rest) = #buf[..__len].split_at(__len / 8 * 8);
-                for __c in __full.chunks_exact(8) {
-                    for __l in 0..8usize {
-                        let __v = __c[__l];
-                        #add
-                    }
-                }
-                for (__l, &__v) in __rest.iter().enumerate() {
-                    #add
-                }
-            }
-        })
+        .map(|(j, &k)| lane_add(&acc_ident(j), &bufs[j], m.reductions[k].op))
         .collect();
     let run_loop = match pass.walk {
         Walk::Flat if nr == 0 => quote! {
@@ -230,25 +211,95 @@ pub(super) fn pass_kernel(
             }
         },
         Walk::Rows => {
-            let acc_decl: Vec<TokenStream> = (0..nr)
-                .map(|j| {
-                    let a = acc_ident(j);
-                    quote!(let mut #a: f64 = 0.0;)
-                })
+            // Each row in sub-blocks of `SUB` columns, every array cut to them (column
+            // states to the row's matrix), so the loop indexes without bounds checks; the
+            // values reduced are kept and added into lanes (the tensor's, the row's).
+            let mut row_views =
+                vec![quote!(let Some(__ws) = __ws.get_mut(__at..__at + __len) else { return; };)];
+            if has_grad {
+                row_views
+                    .push(quote!(let Some(__gs) = __gs.get(__at..__at + __len) else { return; };));
+            }
+            for (i, s) in m.states.iter().enumerate() {
+                let ss = &slices[i];
+                let (lo, hi) = match s.shape {
+                    Shape::Elem => (quote!(__at), quote!(__at + __len)),
+                    Shape::Col => (quote!(__cb + __sub), quote!(__cb + __sub + __len)),
+                    Shape::Row => continue,
+                };
+                match s.when {
+                    None => row_views
+                        .push(quote!(let Some(#ss) = #ss.get_mut(#lo..#hi) else { return; };)),
+                    Some(k) if pass.conds.contains(&k) => {
+                        let c = cond_param(k);
+                        row_views.push(quote! {
+                            let #ss: &mut [T] = if #c {
+                                match #ss.get_mut(#lo..#hi) { Some(__s) => __s, None => return }
+                            } else {
+                                #ss
+                            };
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+            for mx in &mxs {
+                row_views.push(
+                    quote!(let Some(#mx) = #mx.get_mut(__at..__at + __len) else { return; };),
+                );
+            }
+            let row_reds: Vec<usize> = m
+                .reductions
+                .iter()
+                .enumerate()
+                .filter(|(k, r)| r.level == Level::Row && plan.red_pass[*k] == Some(p))
+                .map(|(k, _)| k)
                 .collect();
-            let accs: Vec<Ident> = (0..nr).map(acc_ident).collect();
+            let row_lanes: Vec<Ident> = row_reds
+                .iter()
+                .map(|k| format_ident!("__ral{}", k))
+                .collect();
+            let row_bufs: Vec<Ident> = row_reds
+                .iter()
+                .map(|k| format_ident!("__rrb{}", k))
+                .collect();
+            let row_adds: Vec<TokenStream> = row_reds
+                .iter()
+                .zip(row_lanes.iter().zip(&row_bufs))
+                .map(|(&k, (a, b))| lane_add(a, b, m.reductions[k].op))
+                .collect();
+            let row_folds: Vec<TokenStream> = row_lanes
+                .iter()
+                .map(|a| quote!(::optim_core::kernel::fold_sum(&#a)))
+                .collect();
             quote! {
-                #(#acc_decl)*
+                const __SUB: usize = 256;
+                #(#acc_decl_flat)*
                 let (__nrows, __rr, __cc) = self.dims;
                 for __row in 0..__nrows {
                     let __cb = if __rr == 0 { 0 } else { (__row / __rr) * __cc };
-                    for __j in 0..__cc {
-                        let __e = __row * __cc + __j;
-                        #elem
+                    #(let mut #row_lanes = [0.0f64; 8];)*
+                    let mut __sub = 0usize;
+                    while __sub < __cc {
+                        let __len = (__cc - __sub).min(__SUB);
+                        let __at = __row * __cc + __sub;
+                        #(let mut #bufs = [0.0f64; __SUB];)*
+                        #(let mut #row_bufs = [0.0f64; __SUB];)*
+                        {
+                            #(#row_views)*
+                            for __e in 0..__len {
+                                let __j = __sub + __e;
+                                #elem
+                            }
+                        }
+                        #(#lane_adds)*
+                        #(#row_adds)*
+                        __sub += __len;
                     }
+                    #(__sums[__offs[#row_reds] + __row] = #row_folds;)*
                 }
                 let __base = self.part_base;
-                #(__sums[__base + #js] = #accs;)*
+                #(__sums[__base + #js] = #acc_fold;)*
             }
         }
     };
@@ -454,4 +505,26 @@ fn dispatch(
     let b = dispatch(conds, fixed, leaf);
     fixed.pop();
     quote!(if #c { #a } else { #b })
+}
+
+/// Adds the first `__len` values of `buf` into the eight lanes of `acc`, in order: the
+/// value at position q goes to lane q mod 8 (a loop that vectorizes).
+fn lane_add(acc: &Ident, buf: &Ident, op: RedOp) -> TokenStream {
+    let add = if op == RedOp::MaxAbs {
+        quote!(#acc[__l] = f64::max(#acc[__l], __v);)
+    } else {
+        quote!(#acc[__l] += __v;)
+    };
+    quote! {
+        let (__full, __rest) = #buf[..__len].split_at(__len / 8 * 8);
+        for __c in __full.chunks_exact(8) {
+            for __l in 0..8usize {
+                let __v = __c[__l];
+                #add
+            }
+        }
+        for (__l, &__v) in __rest.iter().enumerate() {
+            #add
+        }
+    }
 }

@@ -1197,14 +1197,15 @@ impl Hand {
                 0.0,
                 0.0,
             ],
-            // The last is lr·(trust ratio), set after the first pass.
+            // The bias corrections as factors (lamb.rs multiplies by them); the last is
+            // lr·(trust ratio), set after the first pass.
             Rule::Lamb { eps_root, wd, .. } => [
                 b1,
                 1.0 - b1,
                 b2,
                 1.0 - b2,
-                1.0 - b1.powi(t),
-                1.0 - b2.powi(t),
+                1.0 / (1.0 - b1.powi(t)),
+                1.0 / (1.0 - b2.powi(t)),
                 eps_root,
                 self.eps,
                 wd,
@@ -1388,13 +1389,13 @@ impl Hand {
             }
             Rule::Lamb { .. } => {
                 let [m, v] = s else { return };
-                let [b1, omb1, b2, omb2, bc1, bc2, eps_root, eps, wd, _] = k;
+                let [b1, omb1, b2, omb2, c1, c2, eps_root, eps, wd, _] = k;
                 *m *= b1;
                 m.scaled_add(omb1, g);
                 *v *= b2;
                 v.scaled_add(omb2, &(g * g));
-                let den = (&*v / bc2 + eps_root).mapv(f32::sqrt) + eps;
-                let mut u = &*m / bc1 / &den;
+                let den = (&*v * c2 + eps_root).mapv(f32::sqrt) + eps;
+                let mut u = &*m * c1 / &den;
                 u.scaled_add(wd, w);
                 let (w_norm, u_norm) = (w.dot(&*w).sqrt(), u.dot(&u).sqrt());
                 let ratio = if w_norm > 0.0 && u_norm > 0.0 {
@@ -1562,7 +1563,7 @@ fn lamb_first_pass_blocked(
     parts: &mut [f64],
 ) {
     const B: usize = kernel::REDUCE_BLOCK;
-    let [b1, omb1, b2, omb2, bc1, bc2, eps_root, eps, wd, _] = *k;
+    let [b1, omb1, b2, omb2, c1, c2, eps_root, eps, wd, _] = *k;
     let mut u = [0.0f32; B];
     let blocks = w.chunks(B).zip(g.chunks(B));
     let blocks = blocks.zip(m.chunks_mut(B).zip(v.chunks_mut(B)));
@@ -1571,7 +1572,7 @@ fn lamb_first_pass_blocked(
         for ((((u, &w), &g), m), v) in u.iter_mut().zip(w).zip(g).zip(m).zip(v) {
             *m = b1 * *m + omb1 * g;
             *v = b2 * *v + omb2 * g * g;
-            *u = (*m / bc1) / ((*v / bc2 + eps_root).sqrt() + eps) + wd * w;
+            *u = (*m * c1) / ((*v * c2 + eps_root).sqrt() + eps) + wd * w;
         }
         p[0] = sum_sq(w);
         p[1] = sum_sq(u);
@@ -1581,10 +1582,10 @@ fn lamb_first_pass_blocked(
 /// One element of LAMB's first pass: m and v updated; w² and u² for the sums.
 #[inline(always)]
 fn lamb_elem(k: &Consts, w: f32, g: f32, m: &mut f32, v: &mut f32) -> (f64, f64) {
-    let [b1, omb1, b2, omb2, bc1, bc2, eps_root, eps, wd, _] = *k;
+    let [b1, omb1, b2, omb2, c1, c2, eps_root, eps, wd, _] = *k;
     *m = b1 * *m + omb1 * g;
     *v = b2 * *v + omb2 * g * g;
-    let u = (*m / bc1) / ((*v / bc2 + eps_root).sqrt() + eps) + wd * w;
+    let u = (*m * c1) / ((*v * c2 + eps_root).sqrt() + eps) + wd * w;
     (f64::from(w) * f64::from(w), f64::from(u) * f64::from(u))
 }
 
@@ -1743,10 +1744,10 @@ impl Kernel for Fused<'_> {
             }
             // The second passes of the two-pass rules (the first: `Reduce`).
             Rule::Lamb { .. } => {
-                let [_, _, _, _, bc1, bc2, eps_root, eps, wd, step] = k;
+                let [_, _, _, _, c1, c2, eps_root, eps, wd, step] = k;
                 let (m, v) = (&s0[..n], &s1[..n]);
                 for i in 0..n {
-                    let u = (m[i] / bc1) / ((v[i] / bc2 + eps_root).sqrt() + eps) + wd * w[i];
+                    let u = (m[i] * c1) / ((v[i] * c2 + eps_root).sqrt() + eps) + wd * w[i];
                     w[i] -= step * u;
                 }
             }

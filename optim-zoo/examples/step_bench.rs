@@ -347,7 +347,8 @@ fn dense(algo: &str, shape: &[usize]) -> f64 {
     }
     let probe_step = || {
         let mut pa = pa.borrow_mut();
-        if pa.len() == 2 {
+        // (Allocated once; with no element-wise states there is nothing to allocate.)
+        if pa.len() < 2 + n_states {
             pa.extend(vec![vec![0.0; n]; n_states]);
         }
         let (wg, s) = pa.split_at_mut(2);
@@ -571,7 +572,7 @@ fn many(algo: &str, n: usize, size: usize) -> f64 {
         ));
     }
     variants.push(Variant::new("probe", total, bytes, move || {
-        if ps.is_empty() {
+        if ps.len() != n_states {
             ps = vec![vec![0.0; total]; n_states];
         }
         probe(&mut pw, &pg, &mut ps)

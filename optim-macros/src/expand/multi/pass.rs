@@ -185,6 +185,8 @@ pub(super) fn pass_kernel(
             const __RB: usize = ::optim_core::kernel::REDUCE_BLOCK;
             const __SUB: usize = 256;
             #(#reslice)*
+            // Each sub-block writes the first `__len` values before the lanes read them.
+            #(let mut #bufs = [0.0f64; __SUB];)*
             let mut __lo = 0usize;
             let mut __blk = 0usize;
             while __lo < __n {
@@ -193,7 +195,6 @@ pub(super) fn pass_kernel(
                 let mut __sub = __lo;
                 while __sub < __hi {
                     let __len = (__hi - __sub).min(__SUB);
-                    #(let mut #bufs = [0.0f64; __SUB];)*
                     {
                         #(#sub_views)*
                         for __e in 0..__len {
@@ -275,6 +276,8 @@ pub(super) fn pass_kernel(
             quote! {
                 const __SUB: usize = 256;
                 #(#acc_decl_flat)*
+                #(let mut #bufs = [0.0f64; __SUB];)*
+                #(let mut #row_bufs = [0.0f64; __SUB];)*
                 let (__nrows, __rr, __cc) = self.dims;
                 for __row in 0..__nrows {
                     let __cb = if __rr == 0 { 0 } else { (__row / __rr) * __cc };
@@ -283,8 +286,6 @@ pub(super) fn pass_kernel(
                     while __sub < __cc {
                         let __len = (__cc - __sub).min(__SUB);
                         let __at = __row * __cc + __sub;
-                        #(let mut #bufs = [0.0f64; __SUB];)*
-                        #(let mut #row_bufs = [0.0f64; __SUB];)*
                         {
                             #(#row_views)*
                             for __e in 0..__len {
@@ -515,14 +516,23 @@ fn lane_add(acc: &Ident, buf: &Ident, op: RedOp) -> TokenStream {
     } else {
         quote!(#acc[__l] += __v;)
     };
+    let local = quote!(__lane);
+    let add_local = if op == RedOp::MaxAbs {
+        quote!(#local[__l] = f64::max(#local[__l], __c[__l]);)
+    } else {
+        quote!(#local[__l] += __c[__l];)
+    };
     quote! {
         let (__full, __rest) = #buf[..__len].split_at(__len / 8 * 8);
+        // The lanes in a local array of eight, each 8-chunk as an array: the adds vectorize.
+        let mut #local: [f64; 8] = #acc;
         for __c in __full.chunks_exact(8) {
+            let Ok(__c) = <&[f64; 8]>::try_from(__c) else { continue };
             for __l in 0..8usize {
-                let __v = __c[__l];
-                #add
+                #add_local
             }
         }
+        #acc = #local;
         for (__l, &__v) in __rest.iter().enumerate() {
             #add
         }

@@ -55,11 +55,13 @@ pub(super) fn call(
         Func::Sign => quote!(::optim_core::kernel::sign(#a)),
         Func::Square => quote!((#a * #a)),
         Func::RoundF32 => quote!(::optim_core::kernel::round_f32(#a)),
+        // A libm call per element would not vectorize: the runtime's Newton cube root.
+        Func::Cbrt => quote!(::optim_core::kernel::cbrt(#a)),
         Func::Clamp => {
             let (lo, hi) = (arg(1), arg(2));
             quote!(#float::min(#float::max(#a, #lo), #hi))
         }
-        Func::Sqrt | Func::Abs | Func::Exp | Func::Ln | Func::Signum | Func::Cbrt | Func::Tanh => {
+        Func::Sqrt | Func::Abs | Func::Exp | Func::Ln | Func::Signum | Func::Tanh => {
             let name = format_ident!("{}", f.name());
             quote!(#float::#name(#a))
         }

@@ -68,6 +68,57 @@ pub(super) fn call(
     }
 }
 
+/// A call computed per step (or per row), in `f64`: a non-literal `powi` exponent is
+/// converted to `i32` (the checker made sure it is an integer).
+pub(super) fn f64_call(f: Func, args: &[Expr], xs: &[TokenStream]) -> TokenStream {
+    let exponent = match (f, args.get(1).map(|a| &a.kind), xs.get(1)) {
+        (Func::Powi, Some(ExprKind::Int(i)), _) => {
+            let n = *i as i32;
+            Some(quote!(#n))
+        }
+        (Func::Powi, _, Some(n)) => Some(quote!((#n as i32))),
+        _ => None,
+    };
+    call(f, xs, exponent, &quote!(f64))
+}
+
+/// A call computed per element, in `T`: `powi` takes only an integer literal here.
+pub(super) fn elem_call(f: Func, args: &[Expr], xs: &[TokenStream]) -> TokenStream {
+    let float = quote!(<T as ::optim_core::num_traits::Float>);
+    match (f, args.get(1).map(|a| &a.kind)) {
+        (Func::Powi, Some(ExprKind::Int(i))) => {
+            let n = *i as i32;
+            call(f, xs, Some(quote!(#n)), &float)
+        }
+        (Func::Powi, _) => {
+            internal_error("a per-element `powi` without an integer literal exponent")
+        }
+        _ => call(f, xs, None, &float),
+    }
+}
+
+/// The fields of the kernel's temporaries (`T`, or `bool` for conditions) and their
+/// initializers from the `f64` locals `__h0`, `__h1`, ...
+pub(super) fn temp_struct(temps: &[(Ident, bool)]) -> (Vec<TokenStream>, Vec<TokenStream>) {
+    let fields = temps
+        .iter()
+        .map(|(f, b)| if *b { quote!(#f: bool) } else { quote!(#f: T) })
+        .collect();
+    let inits = temps
+        .iter()
+        .enumerate()
+        .map(|(i, (f, b))| {
+            let tmp = format_ident!("__h{}", i);
+            if *b {
+                quote!(#f: #tmp)
+            } else {
+                quote!(#f: <T as ::optim_core::Scalar>::from_f64(#tmp))
+            }
+        })
+        .collect();
+    (fields, inits)
+}
+
 /// The `f64` local holding a shape value (see `shape_locals`).
 pub(super) fn shape_local(v: ShapeVar) -> TokenStream {
     let name = match v {
@@ -175,19 +226,7 @@ impl<'a> Gen<'a> {
             }
             ExprKind::Call(f, args) => {
                 let xs: Vec<TokenStream> = args.iter().map(|a| self.step_expr(a)).collect();
-                let exponent = match (f, args.get(1).map(|a| &a.kind)) {
-                    (Func::Powi, Some(ExprKind::Int(i))) => {
-                        let n = *i as i32;
-                        Some(quote!(#n))
-                    }
-                    (Func::Powi, _) => {
-                        let n = &xs[1];
-                        // The checker made sure the exponent is an integer.
-                        Some(quote!((#n as i32)))
-                    }
-                    _ => None,
-                };
-                call(*f, &xs, exponent, &quote!(f64))
+                f64_call(*f, args, &xs)
             }
             ExprKind::If(c, a, b) => {
                 let c = match &**c {
@@ -273,7 +312,6 @@ impl<'a> Gen<'a> {
         if e.level.is_scalar() {
             return self.hoist(e);
         }
-        let float = quote!(<T as ::optim_core::num_traits::Float>);
         match &e.kind {
             ExprKind::Error => internal_error("an expression reported as wrong was generated"),
             ExprKind::Var(v) => match *v {
@@ -303,16 +341,7 @@ impl<'a> Gen<'a> {
             }
             ExprKind::Call(f, args) => {
                 let xs: Vec<TokenStream> = args.iter().map(|a| self.elem_expr(a)).collect();
-                match (f, args.get(1).map(|a| &a.kind)) {
-                    (Func::Powi, Some(ExprKind::Int(i))) => {
-                        let n = *i as i32;
-                        call(*f, &xs, Some(quote!(#n)), &float)
-                    }
-                    (Func::Powi, _) => {
-                        internal_error("a per-element `powi` without an integer literal exponent")
-                    }
-                    _ => call(*f, &xs, None, &float),
-                }
+                elem_call(*f, args, &xs)
             }
             ExprKind::If(c, a, b) => {
                 let (c, hoisted) = self.elem_cond(c);

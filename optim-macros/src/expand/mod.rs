@@ -552,24 +552,7 @@ fn eval_fn(m: &Model) -> TokenStream {
     let mut g = emit::Gen::new(m);
     let value = g.elem_expr(e);
     let prelude = &g.prelude;
-    let fields: Vec<TokenStream> = g
-        .temps
-        .iter()
-        .map(|(f, b)| if *b { quote!(#f: bool) } else { quote!(#f: T) })
-        .collect();
-    let inits: Vec<TokenStream> = g
-        .temps
-        .iter()
-        .enumerate()
-        .map(|(i, (f, b))| {
-            let tmp = format_ident!("__h{}", i);
-            if *b {
-                quote!(#f: #tmp)
-            } else {
-                quote!(#f: <T as ::optim_core::Scalar>::from_f64(#tmp))
-            }
-        })
-        .collect();
+    let (fields, inits) = emit::temp_struct(&g.temps);
     let n_states = m.states.len();
     let st: Vec<Ident> = (0..n_states).map(|i| format_ident!("__st{}", i)).collect();
     let loads: Vec<TokenStream> = m

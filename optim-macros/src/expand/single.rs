@@ -25,24 +25,7 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
     let cond_params: Vec<Ident> = (0..n_conds).map(cond_param).collect();
     let cond_vals: Vec<Ident> = (0..n_conds).map(|k| format_ident!("__c{}", k)).collect();
     let prelude = &g.prelude;
-    let temp_fields: Vec<TokenStream> = g
-        .temps
-        .iter()
-        .map(|(f, b)| if *b { quote!(#f: bool) } else { quote!(#f: T) })
-        .collect();
-    let temp_inits: Vec<TokenStream> = g
-        .temps
-        .iter()
-        .enumerate()
-        .map(|(i, (f, b))| {
-            let tmp = format_ident!("__h{}", i);
-            if *b {
-                quote!(#f: #tmp)
-            } else {
-                quote!(#f: <T as ::optim_core::Scalar>::from_f64(#tmp))
-            }
-        })
-        .collect();
+    let (temp_fields, temp_inits) = super::emit::temp_struct(&g.temps);
 
     let n_states = m.states.len();
     let st: Vec<Ident> = (0..n_states).map(|i| format_ident!("__st{}", i)).collect();

@@ -1,6 +1,6 @@
 //! The element code of one pass: the statements it runs, its loads and stores.
 
-use super::super::emit::{call, cond_param, internal_error, local, state_local};
+use super::super::emit::{cond_param, elem_call, internal_error, local, state_local};
 use super::super::plan::{id, is_element_stmt, Mem, Plan};
 use super::*;
 use crate::model::*;
@@ -36,16 +36,7 @@ impl ElemGen<'_> {
             }
             ExprKind::Call(f, args) => {
                 let xs: Vec<TokenStream> = args.iter().map(|a| self.expr(a)).collect();
-                match (f, args.get(1).map(|a| &a.kind)) {
-                    (Func::Powi, Some(ExprKind::Int(i))) => {
-                        let n = *i as i32;
-                        call(*f, &xs, Some(quote!(#n)), &float_t())
-                    }
-                    (Func::Powi, _) => {
-                        internal_error("a per-element `powi` without an integer literal exponent")
-                    }
-                    _ => call(*f, &xs, None, &float_t()),
-                }
+                elem_call(*f, args, &xs)
             }
             ExprKind::If(c, a, b) => {
                 let c = self.cond(c);

@@ -72,10 +72,6 @@ pub(super) fn slice_ident(i: usize) -> Ident {
     format_ident!("__ss{}", i)
 }
 
-pub(super) fn float_t() -> TokenStream {
-    quote!(<T as ::optim_core::num_traits::Float>)
-}
-
 pub(super) fn to_f64(x: TokenStream) -> TokenStream {
     quote!(<T as ::optim_core::Scalar>::to_f64(#x))
 }

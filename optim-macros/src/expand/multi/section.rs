@@ -1,6 +1,6 @@
 //! Per-tensor code between passes (sections) and the optimizer-wide code between phases.
 
-use super::super::emit::{call, internal_error, local, reduced, Gen};
+use super::super::emit::{f64_call, internal_error, local, reduced, Gen};
 use super::super::plan::{ItemKind, Plan};
 use super::*;
 use crate::model::*;
@@ -275,18 +275,7 @@ fn factor_expr(m: &Model, g: &mut Gen, e: &Expr, shape: Shape) -> TokenStream {
         }
         ExprKind::Call(f, args) => {
             let xs: Vec<TokenStream> = args.iter().map(|a| factor_expr(m, g, a, shape)).collect();
-            let exponent = match (f, args.get(1).map(|a| &a.kind)) {
-                (Func::Powi, Some(ExprKind::Int(i))) => {
-                    let n = *i as i32;
-                    Some(quote!(#n))
-                }
-                (Func::Powi, _) => {
-                    let n = &xs[1];
-                    Some(quote!((#n as i32)))
-                }
-                _ => None,
-            };
-            call(*f, &xs, exponent, &quote!(f64))
+            f64_call(*f, args, &xs)
         }
         ExprKind::If(c, a, b) => {
             let c = match &**c {

@@ -10,6 +10,7 @@ use optim_core::optim::Optim;
 use optim_core::state::GroupState;
 use optim_core::wrapper::Wrapped;
 use optim_core::*;
+use optim_test_support::{bits, wiggly};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;

@@ -9,6 +9,7 @@ use optim_core::checkpoint::to_bytes;
 use optim_core::optim::Optim;
 use optim_core::wrapper::Wrapped;
 use optim_core::*;
+use optim_test_support::{bits, wiggly};
 
 fn params() -> Params<f32> {
     Params::new()

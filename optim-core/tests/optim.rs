@@ -7,6 +7,7 @@ use common::*;
 use ndarray::{arr1, arr2, Array2, ArrayD, IxDyn};
 use optim_core::optim::Optim;
 use optim_core::*;
+use optim_test_support::bits;
 
 fn sgd(lr: f64, momentum: f64) -> Optim<Sgd, f64> {
     Optim::new(Sgd::default().lr(lr).momentum(momentum)).unwrap()

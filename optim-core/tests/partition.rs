@@ -10,6 +10,7 @@ use optim_core::checkpoint::{from_bytes, to_bytes};
 use optim_core::optim::Optim;
 use optim_core::wrapper::Wrapped;
 use optim_core::*;
+use optim_test_support::{bits, wiggly};
 
 fn sgd(lr: f64) -> Box<dyn Optimizer<f64>> {
     Box::new(Optim::<Sgd, f64>::new(Sgd::default().lr(lr)).unwrap())

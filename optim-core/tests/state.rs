@@ -8,6 +8,7 @@ use ndarray::{arr1, Array2};
 use optim_core::optim::Optim;
 use optim_core::state::GroupState;
 use optim_core::*;
+use optim_test_support::{bits, wiggly};
 
 fn params<T: Scalar>() -> Params<T> {
     Params::new()

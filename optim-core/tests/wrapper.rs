@@ -7,6 +7,7 @@ use ndarray::arr1;
 use optim_core::optim::Optim;
 use optim_core::wrapper::Wrapped;
 use optim_core::*;
+use optim_test_support::{bits, wiggly};
 
 fn lookahead(k: i64, alpha: f64, inner: Sgd) -> Wrapped<Lookahead, f64> {
     let inner = Box::new(Optim::<Sgd, f64>::new(inner).unwrap());

@@ -6,44 +6,13 @@
 
 use ndarray::{Array1, Array2};
 use optim_core::{Grads, Optimizer, Params};
+use optim_test_support::alloc::{allocations_anywhere as allocations, Counting};
+use optim_test_support::wiggles;
 use optim_zoo::Registry;
 use serde_json::json;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Heap allocations made by `f` (on any thread).
-fn allocations(f: impl FnOnce()) -> usize {
-    let before = ALLOCS.load(Ordering::SeqCst);
-    f();
-    ALLOCS.load(Ordering::SeqCst) - before
-}
-
-fn wiggly(n: usize, seed: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0 - 1.0) * 0.5)
-        .collect()
-}
 
 /// A dense matrix, a vector, an embedding with a sparse-row gradient (repeated rows,
 /// unsorted, so the runtime sums and sorts them), one with distinct rows out of order,
@@ -54,41 +23,48 @@ fn setup(many: usize, big: usize) -> (Params<f32>, Grads<f32>) {
     params
         .insert(
             "w",
-            Array2::from_shape_vec((16, 32), wiggly(512, 1)).unwrap(),
+            Array2::from_shape_vec((16, 32), wiggles::<f32>(1, 512)).unwrap(),
         )
         .unwrap();
     grads.insert(
         "w",
-        Array2::from_shape_vec((16, 32), wiggly(512, 2)).unwrap(),
+        Array2::from_shape_vec((16, 32), wiggles::<f32>(2, 512)).unwrap(),
     );
-    params.insert("bias", Array1::from(wiggly(32, 3))).unwrap();
-    grads.insert("bias", Array1::from(wiggly(32, 4)));
+    params
+        .insert("bias", Array1::from(wiggles::<f32>(3, 32)))
+        .unwrap();
+    grads.insert("bias", Array1::from(wiggles::<f32>(4, 32)));
     params
         .insert(
             "emb",
-            Array2::from_shape_vec((64, 8), wiggly(512, 5)).unwrap(),
+            Array2::from_shape_vec((64, 8), wiggles::<f32>(5, 512)).unwrap(),
         )
         .unwrap();
-    let rows = Array2::from_shape_vec((4, 8), wiggly(32, 6)).unwrap();
+    let rows = Array2::from_shape_vec((4, 8), wiggles::<f32>(6, 32)).unwrap();
     grads.insert_rows("emb", vec![9, 2, 9, 40], rows);
     params
         .insert(
             "emb2",
-            Array2::from_shape_vec((64, 8), wiggly(512, 7)).unwrap(),
+            Array2::from_shape_vec((64, 8), wiggles::<f32>(7, 512)).unwrap(),
         )
         .unwrap();
-    let rows = Array2::from_shape_vec((3, 8), wiggly(24, 8)).unwrap();
+    let rows = Array2::from_shape_vec((3, 8), wiggles::<f32>(8, 24)).unwrap();
     grads.insert_rows("emb2", vec![50, 3, 17], rows);
     for i in 0..many {
         let name = format!("layer{i}");
         params
-            .insert(name.clone(), Array1::from(wiggly(1000, 10 + i)))
+            .insert(
+                name.clone(),
+                Array1::from(wiggles::<f32>((10 + i) as u64, 1000)),
+            )
             .unwrap();
-        grads.insert(name, Array1::from(wiggly(1000, 1000 + i)));
+        grads.insert(name, Array1::from(wiggles::<f32>((1000 + i) as u64, 1000)));
     }
     if big > 0 {
-        params.insert("big", Array1::from(wiggly(big, 7))).unwrap();
-        grads.insert("big", Array1::from(wiggly(big, 8)));
+        params
+            .insert("big", Array1::from(wiggles::<f32>(7, big)))
+            .unwrap();
+        grads.insert("big", Array1::from(wiggles::<f32>(8, big)));
     }
     (params, grads)
 }

@@ -4,6 +4,7 @@
 use ndarray::Array2;
 use optim_core::checkpoint::{load_into, save, to_bytes};
 use optim_core::{Grads, HyperValue, OptimError, Params, Scalar};
+use optim_test_support::{bits, wiggly};
 use optim_zoo::Registry;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -13,19 +14,6 @@ fn tmp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn wiggle(seed: u64, i: usize) -> f64 {
-    ((seed as f64 * 12.9898 + i as f64 * 78.233).sin() * 43758.5453).fract()
-}
-
-fn wiggly<T: Scalar>(seed: u64, shape: &[usize]) -> ndarray::ArrayD<T> {
-    let n = shape.iter().product();
-    ndarray::ArrayD::from_shape_vec(
-        shape,
-        (0..n).map(|i| T::from_f64(wiggle(seed, i))).collect(),
-    )
-    .unwrap()
 }
 
 fn params<T: Scalar>() -> Params<T> {
@@ -52,12 +40,6 @@ fn grads<T: Scalar>(s: u64) -> Grads<T> {
         g.insert("fc.bias", wiggly::<T>(400 + s, &[4]));
     }
     g
-}
-
-fn bits<T: Scalar>(p: &Params<T>) -> Vec<Vec<u64>> {
-    p.iter()
-        .map(|(_, a)| a.iter().map(|&x| x.to_f64().to_bits()).collect())
-        .collect()
 }
 
 /// Every optimizer the registry builds on its own, as (trained config, fresh config).

@@ -8,14 +8,9 @@
 use ndarray::{Array1, Array2};
 use optim_core::kernel::{self, Isa};
 use optim_core::{Grads, Optimizer, Params, Scalar, TensorData};
+use optim_test_support::wiggles;
 use optim_zoo::Registry;
 use serde_json::json;
-
-fn wiggly<T: Scalar>(n: usize, seed: usize) -> Vec<T> {
-    (0..n)
-        .map(|i| T::from_f64((((i * 7919 + seed * 104_729) % 2001) as f64 / 1000.0 - 1.0) * 0.5))
-        .collect()
-}
 
 /// A large tensor (split into chunks), many small ones (parallel tasks), a matrix in
 /// column-major order (the copy path) and embeddings with sparse rows (repeated, and
@@ -24,36 +19,39 @@ fn setup<T: Scalar>() -> (Params<T>, Grads<T>) {
     let mut params = Params::new();
     let mut grads = Grads::new();
     params
-        .insert("big", Array1::from(wiggly::<T>(100_001, 1)))
+        .insert("big", Array1::from(wiggles::<T>(1, 100_001)))
         .unwrap();
-    grads.insert("big", Array1::from(wiggly::<T>(100_001, 2)));
+    grads.insert("big", Array1::from(wiggles::<T>(2, 100_001)));
     for i in 0..150 {
         let name = format!("small{i}");
         params
-            .insert(name.clone(), Array1::from(wiggly::<T>(1000 + i, 10 + i)))
+            .insert(
+                name.clone(),
+                Array1::from(wiggles::<T>((10 + i) as u64, 1000 + i)),
+            )
             .unwrap();
-        grads.insert(name, Array1::from(wiggly::<T>(1000 + i, 500 + i)));
+        grads.insert(name, Array1::from(wiggles::<T>((500 + i) as u64, 1000 + i)));
     }
-    let cm = Array2::from_shape_vec((30, 20), wiggly::<T>(600, 3)).unwrap();
+    let cm = Array2::from_shape_vec((30, 20), wiggles::<T>(3, 600)).unwrap();
     params.insert("cm", cm).unwrap();
-    let gcm = Array2::from_shape_vec((20, 30), wiggly::<T>(600, 4)).unwrap();
+    let gcm = Array2::from_shape_vec((20, 30), wiggles::<T>(4, 600)).unwrap();
     grads.insert("cm", gcm.reversed_axes());
     params
         .insert(
             "emb",
-            Array2::from_shape_vec((500, 16), wiggly::<T>(8000, 5)).unwrap(),
+            Array2::from_shape_vec((500, 16), wiggles::<T>(5, 8000)).unwrap(),
         )
         .unwrap();
-    let rows = Array2::from_shape_vec((5, 16), wiggly::<T>(80, 6)).unwrap();
+    let rows = Array2::from_shape_vec((5, 16), wiggles::<T>(6, 80)).unwrap();
     grads.insert_rows("emb", vec![400, 3, 77, 3, 499], rows);
     // Distinct rows out of order: passed to the kernel as given, without a copy.
     params
         .insert(
             "emb2",
-            Array2::from_shape_vec((300, 8), wiggly::<T>(2400, 7)).unwrap(),
+            Array2::from_shape_vec((300, 8), wiggles::<T>(7, 2400)).unwrap(),
         )
         .unwrap();
-    let rows = Array2::from_shape_vec((4, 8), wiggly::<T>(32, 8)).unwrap();
+    let rows = Array2::from_shape_vec((4, 8), wiggles::<T>(8, 32)).unwrap();
     grads.insert_rows("emb2", vec![250, 7, 299, 0], rows);
     (params, grads)
 }

@@ -6,22 +6,10 @@
 use ndarray::{Array2, ArrayD};
 use optim_core::checkpoint::{load_into, save, to_bytes};
 use optim_core::{Grad, Grads, HyperValue, NonFinitePolicy, OptimError, Optimizer, Params, Scalar};
+use optim_test_support::{bits_of, wiggly};
 use optim_zoo::Registry;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-
-fn wiggle(seed: u64, i: usize) -> f64 {
-    ((seed as f64 * 12.9898 + i as f64 * 78.233).sin() * 43758.5453).fract()
-}
-
-fn wiggly<T: Scalar>(seed: u64, shape: &[usize]) -> ArrayD<T> {
-    let n = shape.iter().product();
-    ArrayD::from_shape_vec(
-        shape,
-        (0..n).map(|i| T::from_f64(wiggle(seed, i))).collect(),
-    )
-    .unwrap()
-}
 
 /// Three matrices (an embedding with sparse-row gradients among them) and two vectors.
 fn params<T: Scalar>() -> Params<T> {
@@ -74,14 +62,6 @@ fn grads_of<T: Scalar>(all: &Grads<T>, of: &Params<T>) -> Grads<T> {
     out
 }
 
-fn bits<T: Scalar>(p: &Params<T>, name: &str) -> Vec<u64> {
-    p.get(name)
-        .unwrap()
-        .iter()
-        .map(|&x| x.to_f64().to_bits())
-        .collect()
-}
-
 const SGD_MOMENTUM: fn() -> Value = || json!({"optimizer": "sgd", "lr": 0.1, "momentum": 0.9});
 const ADAMW: fn() -> Value = || json!({"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.1});
 
@@ -118,9 +98,9 @@ fn matches_each_route_alone<T: Scalar>(config: &Value) {
         for (name, _) in all.iter() {
             let alone = matrices
                 .get(name)
-                .map_or_else(|| bits(&rest, name), |_| bits(&matrices, name));
+                .map_or_else(|| bits_of(&rest, name), |_| bits_of(&matrices, name));
             assert_eq!(
-                bits(&all, name),
+                bits_of(&all, name),
                 alone,
                 "{name} after step {s} ({:?})",
                 T::DTYPE
@@ -268,8 +248,8 @@ fn resume<T: Scalar>(trained: &Value, fresh: &Value, path: &std::path::Path) {
         resumed.step(&mut q, &g).unwrap();
         for (name, _) in p.iter() {
             assert_eq!(
-                bits(&p, name),
-                bits(&q, name),
+                bits_of(&p, name),
+                bits_of(&q, name),
                 "{trained}: {name}, step {s}"
             );
         }
@@ -362,14 +342,14 @@ fn non_finite_gradients_are_skipped_or_refused_in_every_route() {
     // In gradient order: LayerNorm.weight, enc.weight, emb, dec.weight, enc.bias.
     assert_eq!(opt.skipped(), ["dec.weight", "enc.bias"]);
     for name in ["dec.weight", "enc.bias"] {
-        assert_eq!(bits(&p, name), bits(&before, name), "{name} skipped");
+        assert_eq!(bits_of(&p, name), bits_of(&before, name), "{name} skipped");
         assert_eq!(
             opt.step_count(name),
             Some(1),
             "{name}: its state did not advance"
         );
     }
-    assert_ne!(bits(&p, "enc.weight"), bits(&before, "enc.weight"));
+    assert_ne!(bits_of(&p, "enc.weight"), bits_of(&before, "enc.weight"));
     assert_eq!(opt.step_count("enc.weight"), Some(2));
 
     opt.set_non_finite_policy(NonFinitePolicy::Error).unwrap();
@@ -412,18 +392,18 @@ fn evaluation_weights_come_from_each_parameters_route() {
     let eval_alone = alone.eval_params(&rest).unwrap();
     for (name, _) in all.iter() {
         let want = match eval_alone.get(name) {
-            Some(_) => bits(&eval_alone, name),
-            None => bits(&all, name),
+            Some(_) => bits_of(&eval_alone, name),
+            None => bits_of(&all, name),
         };
-        assert_eq!(bits(&eval, name), want, "{name}");
+        assert_eq!(bits_of(&eval, name), want, "{name}");
     }
     assert_ne!(
-        bits(&eval, "enc.bias"),
-        bits(&all, "enc.bias"),
+        bits_of(&eval, "enc.bias"),
+        bits_of(&all, "enc.bias"),
         "x differs from y"
     );
     // The training weights are untouched, and a second call writes in place.
-    assert_eq!(bits(&all, "enc.bias"), bits(&rest, "enc.bias"));
+    assert_eq!(bits_of(&all, "enc.bias"), bits_of(&rest, "enc.bias"));
     let mut out = eval.clone();
     let place = out.get("enc.bias").unwrap().as_ptr();
     opt.eval_params_into(&all, &mut out).unwrap();

@@ -2,18 +2,10 @@
 //! is factored (memory), matrices-only optimizers refuse other shapes and change nothing,
 //! evaluation weights are written in place, and 3-D factored state resumes bit for bit.
 
-use ndarray::{ArrayD, IxDyn};
 use optim_core::{checkpoint, Grads, Optimizer, Params, TensorData};
+use optim_test_support::{bits, wiggly};
 use optim_zoo::Registry;
 use serde_json::json;
-
-fn wavy(seed: usize, shape: &[usize]) -> ArrayD<f64> {
-    let n: usize = shape.iter().product();
-    let v = (0..n)
-        .map(|i| ((i * 37 + seed * 11) % 29) as f64 / 14.5 - 1.0)
-        .collect();
-    ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()
-}
 
 fn build(config: serde_json::Value) -> Box<dyn Optimizer<f64>> {
     Registry::zoo().build::<f64>(&config).unwrap()
@@ -22,16 +14,16 @@ fn build(config: serde_json::Value) -> Box<dyn Optimizer<f64>> {
 #[test]
 fn adafactor_keeps_one_value_per_row_and_column_of_each_matrix() {
     let mut params = Params::new()
-        .with("w", wavy(1, &[64, 32]))
+        .with("w", wiggly::<f64>(1, &[64, 32]))
         .unwrap()
-        .with("batched", wavy(2, &[3, 5, 7]))
+        .with("batched", wiggly::<f64>(2, &[3, 5, 7]))
         .unwrap()
-        .with("b", wavy(3, &[9]))
+        .with("b", wiggly::<f64>(3, &[9]))
         .unwrap();
     let grads = Grads::new()
-        .with("w", wavy(4, &[64, 32]))
-        .with("batched", wavy(5, &[3, 5, 7]))
-        .with("b", wavy(6, &[9]));
+        .with("w", wiggly::<f64>(4, &[64, 32]))
+        .with("batched", wiggly::<f64>(5, &[3, 5, 7]))
+        .with("b", wiggly::<f64>(6, &[9]));
     let mut opt = build(json!({"optimizer": "adafactor"}));
     opt.step(&mut params, &grads).unwrap();
     let state = opt.export_state();
@@ -59,17 +51,17 @@ fn adafactor_keeps_one_value_per_row_and_column_of_each_matrix() {
 #[test]
 fn muon_refuses_a_vector_by_name_and_changes_nothing() {
     let mut params = Params::new()
-        .with("w", wavy(1, &[4, 3]))
+        .with("w", wiggly::<f64>(1, &[4, 3]))
         .unwrap()
-        .with("bias", wavy(2, &[3]))
+        .with("bias", wiggly::<f64>(2, &[3]))
         .unwrap();
     let mut opt = build(json!({"optimizer": "muon", "lr": 0.02}));
-    let only_w = Grads::new().with("w", wavy(3, &[4, 3]));
+    let only_w = Grads::new().with("w", wiggly::<f64>(3, &[4, 3]));
     opt.step(&mut params, &only_w).unwrap();
     let (before, state) = (params.clone(), opt.export_state());
     let both = Grads::new()
-        .with("w", wavy(4, &[4, 3]))
-        .with("bias", wavy(5, &[3]));
+        .with("w", wiggly::<f64>(4, &[4, 3]))
+        .with("bias", wiggly::<f64>(5, &[3]));
     let err = opt.step(&mut params, &both).unwrap_err().to_string();
     assert!(err.contains("`bias`") && err.contains("partition"), "{err}");
     assert_eq!(params, before);
@@ -78,11 +70,14 @@ fn muon_refuses_a_vector_by_name_and_changes_nothing() {
 
 #[test]
 fn evaluation_weights_are_written_in_place_and_training_state_is_untouched() {
-    let mut params = Params::new().with("w", wavy(1, &[50])).unwrap();
+    let mut params = Params::new().with("w", wiggly::<f64>(1, &[50])).unwrap();
     let mut opt = build(json!({"optimizer": "schedule_free_adamw", "lr": 0.05}));
     for k in 0..3 {
-        opt.step(&mut params, &Grads::new().with("w", wavy(10 + k, &[50])))
-            .unwrap();
+        opt.step(
+            &mut params,
+            &Grads::new().with("w", wiggly::<f64>(10 + k, &[50])),
+        )
+        .unwrap();
     }
     let state = opt.export_state();
     let mut eval = opt.eval_params(&params).unwrap();
@@ -131,14 +126,14 @@ fn factored_and_optimizer_wide_state_resume_bit_for_bit_from_a_file() {
     std::fs::create_dir_all(&dir).unwrap();
     for name in ["adafactor", "came", "prodigy", "novograd"] {
         let start = Params::new()
-            .with("batched", wavy(1, &[2, 3, 4]))
+            .with("batched", wiggly::<f64>(1, &[2, 3, 4]))
             .unwrap()
-            .with("b", wavy(2, &[5]))
+            .with("b", wiggly::<f64>(2, &[5]))
             .unwrap();
-        let grads = |k: usize| {
+        let grads = |k: u64| {
             Grads::new()
-                .with("batched", wavy(10 + k, &[2, 3, 4]))
-                .with("b", wavy(20 + k, &[5]))
+                .with("batched", wiggly::<f64>(10 + k, &[2, 3, 4]))
+                .with("b", wiggly::<f64>(20 + k, &[5]))
         };
         let (mut whole, mut p_whole) = (build(json!({"optimizer": name})), start.clone());
         for k in 0..6 {
@@ -155,11 +150,6 @@ fn factored_and_optimizer_wide_state_resume_bit_for_bit_from_a_file() {
         for k in 3..6 {
             resumed.step(&mut p, &grads(k)).unwrap();
         }
-        let bits = |p: &Params<f64>| -> Vec<u64> {
-            p.iter()
-                .flat_map(|(_, a)| a.iter().map(|x| x.to_bits()))
-                .collect()
-        };
         assert_eq!(bits(&p), bits(&p_whole), "{name}");
         assert_eq!(resumed.export_state(), whole.export_state(), "{name}");
     }
@@ -185,12 +175,17 @@ fn an_excluded_lower_bound_refuses_the_bound_itself() {
 fn adafactor_on_wide_matrices_follows_the_plain_rule() {
     let (rows, cols) = (3usize, 700usize);
     let (lr, decay, eps1, eps2, d): (f64, f64, f64, f64, f64) = (0.01, -0.8, 1e-30, 1e-3, 1.0);
-    let mut params = Params::new().with("w", wavy(1, &[rows, cols])).unwrap();
+    let mut params = Params::new()
+        .with("w", wiggly::<f64>(1, &[rows, cols]))
+        .unwrap();
     let mut w: Vec<f64> = params.get("w").unwrap().iter().copied().collect();
     let (mut r, mut c) = (vec![0.0; rows], vec![0.0; cols]);
     let mut opt = build(json!({"optimizer": "adafactor", "lr": lr, "eps1": eps1}));
     for t in 1..=4 {
-        let g: Vec<f64> = wavy(10 + t, &[rows, cols]).iter().copied().collect();
+        let g: Vec<f64> = wiggly::<f64>(10 + t, &[rows, cols])
+            .iter()
+            .copied()
+            .collect();
         let tf = t as f64;
         let beta2t = tf.powf(decay);
         let rms_w = (w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64).sqrt();
@@ -214,7 +209,7 @@ fn adafactor_on_wide_matrices_follows_the_plain_rule() {
         for (x, u) in w.iter_mut().zip(&u) {
             *x -= alpha * u / (rms_u / d).max(1.0);
         }
-        let grads = Grads::new().with("w", wavy(10 + t, &[rows, cols]));
+        let grads = Grads::new().with("w", wiggly::<f64>(10 + t, &[rows, cols]));
         opt.step(&mut params, &grads).unwrap();
     }
     for (got, want) in params.get("w").unwrap().iter().zip(&w) {

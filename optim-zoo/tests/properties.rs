@@ -12,60 +12,32 @@ use optim_core::{
     Bound, Grad, Grads, HyperKind, HyperSpec, NonFinitePolicy, OptimError, Optimizer, Params,
     Scalar,
 };
+use optim_test_support::{bits, steps_matrices_only, zoo_names, SplitMix64};
 use optim_zoo::Registry;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-/// Every registry entry that is an optimizer on its own (Lookahead needs an inner one:
-/// it is drawn separately; Ranger is Lookahead around RAdam).
-const NAMES: &[&str] = &[
-    "sgd",
-    "momentum",
-    "sgdm",
-    "nag",
-    "adagrad",
-    "adadelta",
-    "rmsprop",
-    "adam",
-    "amsgrad",
-    "adamw",
-    "bert",
-    "adamax",
-    "nadam",
-    "radam",
-    "lazyadam",
-    "ranger",
-    "lion",
-    "adabelief",
-    "yogi",
-    "adan",
-    "ademamix",
-    "madgrad",
-    "adabound",
-    "schedule_free_sgd",
-    "rprop",
-    "asgd",
-];
+/// Every registry entry that is an optimizer on its own, from the registry itself.
+/// Lookahead needs an inner one (it is drawn around the others); `partition` needs
+/// routes, and a matrices-only optimizer (Muon) a route for the rest: both have their
+/// own tests (tests/partition.rs).
+fn names() -> Vec<&'static str> {
+    let mut names = zoo_names();
+    names.retain(|&n| n != "lookahead" && !steps_matrices_only(n));
+    names
+}
 
-/// A deterministic stream of values (SplitMix64), so a failing case shrinks to a seed.
-struct Values(u64);
+/// Seeded values (the shared SplitMix64), so a failing case shrinks to a seed.
+struct Values(SplitMix64);
 
 impl Values {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    fn new(seed: u64) -> Self {
+        Values(SplitMix64::new(seed))
     }
     /// Mostly uniform in [-10, 10); with `specials`, now and then NaN, ±inf, ±0 or an
     /// extreme magnitude.
     fn value(&mut self, specials: bool) -> f64 {
-        if specials && self.next_u64().is_multiple_of(25) {
+        if specials && self.0.next_u64().is_multiple_of(25) {
             let s = [
                 f64::NAN,
                 f64::INFINITY,
@@ -75,9 +47,9 @@ impl Values {
                 1e30,
                 -1e-30,
             ];
-            return s[(self.next_u64() % s.len() as u64) as usize];
+            return s[(self.0.next_u64() % s.len() as u64) as usize];
         }
-        self.unit() * 20.0 - 10.0
+        self.0.unit() * 20.0 - 10.0
     }
     fn array<T: Scalar>(&mut self, shape: &[usize], specials: bool) -> ArrayD<T> {
         let n = shape.iter().product();
@@ -86,9 +58,6 @@ impl Values {
             (0..n).map(|_| T::from_f64(self.value(specials))).collect(),
         )
         .unwrap()
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
     }
 }
 
@@ -172,13 +141,13 @@ fn params<T: Scalar>(shapes: &[Vec<usize>], v: &mut Values) -> Params<T> {
 fn grads<T: Scalar>(p: &Params<T>, v: &mut Values, specials: bool) -> Grads<T> {
     let mut g = Grads::new();
     for (name, a) in p.iter() {
-        if v.below(4) == 0 {
+        if v.0.below(4) == 0 {
             continue;
         }
         match a.shape() {
-            &[rows, width] if rows > 0 && v.below(2) == 0 => {
-                let n = 1 + v.below(6);
-                let idx: Vec<usize> = (0..n).map(|_| v.below(rows)).collect();
+            &[rows, width] if rows > 0 && v.0.below(2) == 0 => {
+                let n = 1 + v.0.below(6);
+                let idx: Vec<usize> = (0..n).map(|_| v.0.below(rows)).collect();
                 let values: Array2<T> = v
                     .array::<T>(&[n, width], specials)
                     .into_dimensionality()
@@ -189,12 +158,6 @@ fn grads<T: Scalar>(p: &Params<T>, v: &mut Values, specials: bool) -> Grads<T> {
         }
     }
     g
-}
-
-fn bits<T: Scalar>(p: &Params<T>) -> Vec<Vec<u64>> {
-    p.iter()
-        .map(|(_, a)| a.iter().map(|&x| x.to_f64().to_bits()).collect())
-        .collect()
 }
 
 fn state(opt: &dyn Optimizer<impl Scalar>) -> Vec<u8> {
@@ -214,7 +177,7 @@ type Setup = (
 /// Draws a [`Setup`].
 fn setup() -> impl Strategy<Value = Setup> {
     (
-        prop::sample::select(NAMES),
+        prop::sample::select(names()),
         prop::option::of((0.0..1.0f64, 0.0..=1.0f64)),
         prop::collection::vec((0.0..1.0f64, prop::bool::weighted(0.1)), 16),
         shapes(),
@@ -242,7 +205,7 @@ fn run_never_panics<T: Scalar>(
 ) {
     let cfg = config(name, wrap, us);
     let mut opt = build::<T>(&cfg);
-    let mut v = Values(seed);
+    let mut v = Values::new(seed);
     let mut p = params::<T>(shapes, &mut v);
     for _ in 0..4 {
         let g = grads(&p, &mut v, true);
@@ -262,7 +225,7 @@ fn run_failed_step_changes_nothing<T: Scalar>(
 ) {
     let cfg = config(name, wrap, us);
     let mut opt = build::<T>(&cfg);
-    let mut v = Values(seed);
+    let mut v = Values::new(seed);
     let mut p = params::<T>(shapes, &mut v);
     for _ in 0..2 {
         let g = grads(&p, &mut v, false);
@@ -340,14 +303,14 @@ fn run_sparse_equals_dense<T: Scalar>(
     let lazy = name == "lazyadam";
     let mut sparse = build::<T>(&cfg);
     let mut summed = build::<T>(&cfg);
-    let mut v = Values(seed);
+    let mut v = Values::new(seed);
     let mut p = Params::new()
         .with("emb", v.array::<T>(&[rows, width], false))
         .unwrap();
     let mut q = p.clone();
     for _ in 0..3 {
-        let n = 1 + v.below(8);
-        let idx: Vec<usize> = (0..n).map(|_| v.below(rows)).collect();
+        let n = 1 + v.0.below(8);
+        let idx: Vec<usize> = (0..n).map(|_| v.0.below(rows)).collect();
         let values: Array2<T> = v
             .array::<T>(&[n, width], false)
             .into_dimensionality()

@@ -4,7 +4,7 @@
 use ndarray::{array, Array1, Array2};
 use optim_core::{Grads, HyperValue, Optimizer, Params};
 use optim_macros::optimizer;
-use optim_tests::{bits, grads_at, two_params, values};
+use optim_test_support::{bits, grads_at, two_params, values};
 use optim_zoo::Registry;
 use serde_json::{json, Value};
 

@@ -2,8 +2,8 @@
 //! suite: each test runs over every registry entry (`lookahead` around an Adam).
 
 use ndarray::{array, Array2};
-use optim_core::{Grads, Group, Optimizer, ParamState, Params, Scalar};
-use optim_tests::*;
+use optim_core::{Grads, Group, HyperValue, Optimizer, ParamState, Params, Scalar};
+use optim_test_support::*;
 use serde_json::json;
 
 /// Entries whose parameter keeps still under a zero gradient after warm-up: their update is
@@ -77,9 +77,30 @@ fn every_registry_entry_is_covered_and_builds_in_both_dtypes() {
     ] {
         assert!(names.contains(&expected), "{expected} not in {names:?}");
     }
+    // Each entry builds in both precisions as the same registry optimizer, and with the
+    // learning rate its config asks for (a wrapper's or a partition's is inside).
+    let registry = optim_zoo::Registry::zoo().names();
     for name in names {
         let (a, b) = (build::<f32>(&config(name)), build::<f64>(&config(name)));
-        assert_eq!(a.name(), b.name());
+        assert_eq!(a.name(), b.name(), "{name}");
+        assert!(
+            registry.contains(&a.name()),
+            "{name} builds {}, which the registry does not know",
+            a.name()
+        );
+        let nested = WRAPPERS.contains(&name) || steps_matrices_only(name);
+        if let Some(lr) = documented_lr(name).filter(|_| !nested) {
+            assert_eq!(
+                a.hyper("lr").ok(),
+                Some(HyperValue::Float(lr)),
+                "{name} f32"
+            );
+            assert_eq!(
+                b.hyper("lr").ok(),
+                Some(HyperValue::Float(lr)),
+                "{name} f64"
+            );
+        }
     }
 }
 
@@ -278,7 +299,7 @@ fn lazy_run(grads: &[Grads<f64>]) -> (Vec<u64>, optim_core::OptimizerState) {
     for g in grads {
         opt.step(&mut params, g).unwrap();
     }
-    (bits(&params), opt.export_state())
+    (bits_of(&params, "emb"), opt.export_state())
 }
 
 #[test]

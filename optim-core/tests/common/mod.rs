@@ -420,30 +420,3 @@ impl Algorithm for Lookahead {
         }
     }
 }
-
-/// A deterministic, irregular value for element `i` of stream `seed` (no dyadic
-/// shortcuts: exercises rounding, so bit-exact comparisons mean something).
-pub fn wiggle(seed: u64, i: usize) -> f64 {
-    ((seed as f64 * 12.9898 + i as f64 * 78.233).sin() * 43758.5453).fract()
-}
-
-/// An array of `shape` filled with `wiggle(seed, ..)`.
-pub fn wiggly<T: Scalar>(seed: u64, shape: &[usize]) -> ndarray::ArrayD<T> {
-    let n = shape.iter().product();
-    ndarray::ArrayD::from_shape_vec(
-        shape,
-        (0..n).map(|i| T::from_f64(wiggle(seed, i))).collect(),
-    )
-    .expect("shape matches")
-}
-
-/// Bit patterns of every parameter, for bit-exact comparisons.
-pub fn bits<T: Scalar>(params: &Params<T>) -> Vec<(String, Vec<u64>)> {
-    params
-        .iter()
-        .map(|(n, a)| {
-            let bits = a.iter().map(|&x| Scalar::to_f64(x).to_bits()).collect();
-            (n.to_string(), bits)
-        })
-        .collect()
-}

@@ -29,7 +29,7 @@ pub enum AlgorithmKind {
 /// How an element-wise state starts.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum StateInit {
-    /// Every element the given value (zero, or a hyperparameter resolved by `init_state`).
+    /// Every element the given value (zero, or a hyperparameter resolved by `state_fill`).
     Fill,
     /// A copy of the parameter (Lookahead's slow weights).
     CopyOfParam,

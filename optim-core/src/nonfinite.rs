@@ -6,19 +6,10 @@
 //! | [`NonFinitePolicy::SkipParam`] | that parameter is not stepped: its values, state and step count stay as they were; [`crate::Optimizer::skipped`] lists it until the next step | one read pass over each gradient |
 //! | [`NonFinitePolicy::Error`] | the step returns [`crate::OptimError::NonFiniteGrad`] naming the parameter and the first bad element, before anything changes | one read pass over each gradient |
 //!
-//! The scan is a separate read of each gradient before its update (the update itself is
-//! untouched): about 0.06–0.1 ns per gradient element, one streaming read at 30–45 GB/s.
-//! Measured with `cargo run --release -p optim-zoo --example nonfinite_cost` (Adam in f32,
-//! one parameter, all gradients finite, median of 15 interleaved runs, three runs on a
-//! shared 2-core machine), the step takes
-//!
-//! | elements | `Propagate` | `SkipParam` | `Error` |
-//! | ---: | ---: | ---: | ---: |
-//! | 4,096 | 1.8–2.5 µs | +15–18 % | +15–25 % |
-//! | 262,144 | 80–135 µs | +15–33 % | +15–31 % |
-//! | 4,194,304 | 2.3–3.3 ms | +13–46 % | +12–52 % |
-//!
-//! `Propagate` adds one comparison per gradient and nothing per element.
+//! The scan is a separate streaming read of each gradient before its update (the update
+//! itself is untouched); `Propagate` adds one comparison per gradient and nothing per
+//! element. What the scan costs is measured by
+//! `cargo run --release -p optim-zoo --example nonfinite_cost` (RESULTS.md section 10).
 
 use crate::params::Grad;
 use crate::scalar::Scalar;

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::fmt;
 
 /// Positions by name, so that inserting and finding a name costs O(1) however many
-/// names there are (with a linear search, building the gradients of a 1024-tensor model
-/// cost 1.3 µs per tensor, 7x what it costs now: RESULTS.md section 4).
+/// names there are (a linear search made building the gradients of a model with many
+/// tensors quadratic: RESULTS.md section 4).
 #[derive(Clone, Default, PartialEq)]
 struct NameIndex(HashMap<String, usize>);
 

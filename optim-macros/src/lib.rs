@@ -3,7 +3,9 @@
 //! `#[optimizer]`: write an optimizer as its update equations; get a complete, fused,
 //! validated optimizer type.
 //!
-//! ```ignore
+//! ```
+//! use optim_macros::optimizer;
+//!
 //! /// Adam (Kingma & Ba, 2015).
 //! #[optimizer(
 //!     /// Learning rate α.
@@ -17,6 +19,19 @@
 //!     v = beta2 * v + (1.0 - beta2) * g * g;
 //!     w -= lr / (1.0 - beta1.powi(t)) * m / (sqrt(v) / sqrt(1.0 - beta2.powi(t)) + eps);
 //! }
+//!
+//! // The function becomes a type: its hyperparameters are builder methods, `build` checks
+//! // them and gives an optimizer over named parameters.
+//! # fn main() -> optim_core::Result<()> {
+//! use optim_core::{Grads, Optimizer, Params};
+//! let mut params = Params::<f64>::new().with("w", ndarray::arr1(&[1.0, -2.0]))?;
+//! let mut opt = Adam::default().lr(0.1).build::<f64>()?;
+//! opt.step(&mut params, &Grads::new().with("w", ndarray::arr1(&[0.5, -0.5])))?;
+//! // The first bias-corrected step is lr·g/(|g| + eps): 0.1 against each gradient's sign.
+//! let w = params.get("w").unwrap();
+//! assert!((w[0] - 0.9).abs() < 1e-6 && (w[1] + 1.9).abs() < 1e-6);
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! # The language
@@ -44,8 +59,8 @@
 //!   rules and for what cannot be written and why.
 //!
 //! The macro works in three stages with a typed model between them:
-//! [`parse`] (syntax) → [`check`] (names, types, levels; every error collected with its
-//! span) → [`expand`] (code: `expand/plan.rs` derives the passes, `expand/multi` generates
+//! `parse` (syntax) → `check` (names, types, levels; every error collected with its
+//! span) → `expand` (code: `expand/plan.rs` derives the passes, `expand/multi` generates
 //! them).
 
 use proc_macro::TokenStream;

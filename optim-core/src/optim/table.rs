@@ -6,11 +6,10 @@
 //! had last time. Finding a slot is then one name comparison (to confirm the guess)
 //! instead of a map search with a string comparison per level; a guess that fails
 //! (parameters reordered, added or removed) falls back to the map and is corrected.
-//! State stays keyed by name (DESIGN.md): a position is only a guess that a name
-//! comparison confirms.
-//! With 1024 tensors of 16 elements, this (with O(1) name lookups in `Params` and
-//! a single check pass) took Adam's cost per tensor over a hand loop from 124–131 ns
-//! to 38–39 ns (`step_bench -- adam-many 16384 1 16`; RESULTS.md section 4).
+//! State stays keyed by name, so that checkpoints and groups never depend on the order
+//! of the parameters: a position is only a guess that a name comparison confirms. What
+//! this saves per tensor is measured by `step_bench -- adam-many 16384 1 16` (RESULTS.md
+//! section 4).
 
 use crate::optim::slot::Slot;
 use std::collections::HashMap;

@@ -50,6 +50,48 @@ fn step_all<O: Optimizer>(
     elapsed
 }
 
+/// The same AdamW step on our own `Params`/`Grads` of the same shapes, without the
+/// adapter: what the adapter's own cost is measured against.
+struct Bare {
+    opt: Box<dyn optim_core::Optimizer<f32>>,
+    params: optim_core::Params<f32>,
+    grads: optim_core::Grads<f32>,
+}
+
+impl Bare {
+    fn new(
+        shapes: &[Vec<usize>],
+        config: &serde_json::Value,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut params = optim_core::Params::new();
+        let mut grads = optim_core::Grads::new();
+        for (i, shape) in shapes.iter().enumerate() {
+            let n = shape.iter().product();
+            let w = optim_test_support::wiggles::<f32>(i as u64, n);
+            let g = optim_test_support::wiggles::<f32>(100 + i as u64, n);
+            params.insert(
+                format!("p{i}"),
+                ndarray::ArrayD::from_shape_vec(shape.clone(), w)?,
+            )?;
+            grads.insert(
+                format!("p{i}"),
+                ndarray::ArrayD::from_shape_vec(shape.clone(), g)?,
+            );
+        }
+        Ok(Bare {
+            opt: optim_zoo::build::<f32>(config)?,
+            params,
+            grads,
+        })
+    }
+
+    fn step(&mut self) -> Result<f64, Box<dyn std::error::Error>> {
+        let t = Instant::now();
+        self.opt.step(&mut self.params, &self.grads)?;
+        Ok(t.elapsed().as_secs_f64())
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let hidden: usize = args.first().map(|s| s.parse()).transpose()?.unwrap_or(2048);
@@ -89,11 +131,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut p_ours, mut p_theirs) = (make(), make());
     let mut s_ours: Vec<_> = shapes.iter().map(|_| None).collect();
     let mut s_theirs: Vec<_> = shapes.iter().map(|_| None).collect();
+    let dims: Vec<Vec<usize>> = shapes.iter().map(|s| s.to_vec()).collect();
+    let config = json!({"optimizer": "adamw", "lr": lr, "weight_decay": wd, "eps": eps});
+    let mut bare = Bare::new(&dims, &config)?;
     for _ in 0..2 {
         step_all(&ours, lr, &mut p_ours, &mut s_ours, &grads, &device);
         step_all(&theirs, lr, &mut p_theirs, &mut s_theirs, &grads, &device);
+        bare.step()?;
     }
-    let (mut t_ours, mut t_theirs) = (Vec::new(), Vec::new());
+    let (mut t_ours, mut t_theirs, mut t_bare) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         t_ours.push(step_all(
             &ours,
@@ -111,7 +157,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &grads,
             &device,
         ));
+        t_bare.push(bare.step()?);
     }
+    let bare = median(t_bare);
     if let Some(e) = ours.errors().take().first() {
         return Err(e.to_string().into());
     }
@@ -121,6 +169,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("  optim-burn adamw    {:9.3} ms", a * 1e3);
     println!("  burn AdamW          {:9.3} ms", b * 1e3);
+    println!(
+        "  optim-core alone    {:9.3} ms  (the same step on our own Params/Grads)",
+        bare * 1e3
+    );
     println!("  ratio (burn / ours): {:.2}x", b / a);
     Ok(())
 }

@@ -21,6 +21,48 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The same AdamW step on our own `Params`/`Grads` of the same shapes, without the
+/// adapter: what the adapter's own cost is measured against.
+struct Bare {
+    opt: Box<dyn optim_core::Optimizer<f32>>,
+    params: optim_core::Params<f32>,
+    grads: optim_core::Grads<f32>,
+}
+
+impl Bare {
+    fn new(
+        shapes: &[Vec<usize>],
+        config: &serde_json::Value,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut params = optim_core::Params::new();
+        let mut grads = optim_core::Grads::new();
+        for (i, shape) in shapes.iter().enumerate() {
+            let n = shape.iter().product();
+            let w = optim_test_support::wiggles::<f32>(i as u64, n);
+            let g = optim_test_support::wiggles::<f32>(100 + i as u64, n);
+            params.insert(
+                format!("p{i}"),
+                ndarray::ArrayD::from_shape_vec(shape.clone(), w)?,
+            )?;
+            grads.insert(
+                format!("p{i}"),
+                ndarray::ArrayD::from_shape_vec(shape.clone(), g)?,
+            );
+        }
+        Ok(Bare {
+            opt: optim_zoo::build::<f32>(config)?,
+            params,
+            grads,
+        })
+    }
+
+    fn step(&mut self) -> Result<f64, Box<dyn std::error::Error>> {
+        let t = Instant::now();
+        self.opt.step(&mut self.params, &self.grads)?;
+        Ok(t.elapsed().as_secs_f64())
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let hidden: usize = args.first().map(|s| s.parse()).transpose()?.unwrap_or(2048);
@@ -63,12 +105,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     )?;
     let mut theirs = candle_nn::AdamW::new(theirs_map.all_vars(), params)?;
+    let shapes: Vec<Vec<usize>> = ours_map
+        .all_vars()
+        .iter()
+        .map(|v| v.dims().to_vec())
+        .collect();
+    let mut bare = Bare::new(&shapes, &json!({"optimizer": "adamw", "lr": 1e-4}))?;
     // Warm up: first steps allocate the state.
     for _ in 0..2 {
         ours.step(&ours_grads)?;
         theirs.step(&theirs_grads)?;
+        bare.step()?;
     }
-    let (mut t_ours, mut t_theirs) = (Vec::new(), Vec::new());
+    let (mut t_ours, mut t_theirs, mut t_bare) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let t = Instant::now();
         ours.step(&ours_grads)?;
@@ -76,7 +125,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         theirs.step(&theirs_grads)?;
         t_theirs.push(t.elapsed().as_secs_f64());
+        t_bare.push(bare.step()?);
     }
+    let bare = median(t_bare);
     let (a, b) = (median(t_ours), median(t_theirs));
     println!("candle AdamW step, {numel} f32 parameters in 6 tensors, {rounds} rounds, median:");
     println!(
@@ -85,6 +136,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ours.copied_last_step()
     );
     println!("  candle_nn::AdamW    {:9.3} ms", b * 1e3);
+    println!(
+        "  optim-core alone    {:9.3} ms  (the same step on our own Params/Grads)",
+        bare * 1e3
+    );
     println!("  ratio (candle / ours): {:.2}x", b / a);
     Ok(())
 }

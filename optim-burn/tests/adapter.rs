@@ -278,3 +278,71 @@ fn a_partition_by_ndim_routes_matrices_to_muon() {
         .fold(0.0, f32::max);
     assert!(moved > 0.0 && moved < 0.1, "{moved}");
 }
+
+/// Records where each parameter's values live when `ModuleOptimizer` hands them over and
+/// when our step gives them back.
+#[derive(Clone)]
+struct Probe {
+    inner: ZooOptimizer,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>,
+}
+
+impl Optimizer for Probe {
+    type State<const D: usize> = optim_burn::ZooState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: f64,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        let device = tensor.device();
+        let data = tensor.into_data();
+        let ptr = data.as_slice::<f32>().unwrap().as_ptr() as usize;
+        let (out, state) = self
+            .inner
+            .step(lr, Tensor::from_data(data, &device), grad, state);
+        let data = out.into_data();
+        let back = data.as_slice::<f32>().unwrap().as_ptr() as usize;
+        self.seen.lock().unwrap().push((ptr, back));
+        (Tensor::from_data(data, &device), state)
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, _device: &Device) -> Self::State<D> {
+        state
+    }
+}
+
+#[test]
+fn inside_a_module_optimizer_each_parameter_keeps_its_buffer_through_the_step() {
+    let device = Device::flex().autodiff();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let probe = Probe {
+        inner: ZooOptimizer::json(json!({"optimizer": "adamw"})).unwrap(),
+        seen: seen.clone(),
+    };
+    let mut opt: ModuleOptimizer = probe.into();
+    let mut model = net(&device);
+    for k in 0..3 {
+        model = step(&mut opt, model, k, 0.01, &device);
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 12, "four parameters, three steps");
+    // Our step gives back the buffer it was handed...
+    assert!(
+        seen.iter().all(|&(handed, back)| handed == back),
+        "{seen:?}"
+    );
+    // ...and burn hands the same buffer over at the next step: no copy on the way through
+    // the module, the forward and backward passes (nothing else holds the parameter).
+    for k in 1..3 {
+        for i in 0..4 {
+            assert_eq!(
+                seen[4 * k + i].0,
+                seen[4 * (k - 1) + i].1,
+                "step {k}, parameter {i}"
+            );
+        }
+    }
+}

@@ -77,16 +77,74 @@ pub fn save_checkpoint(path: impl AsRef<Path>, state: &OptimizerState) -> Result
 }
 
 /// Reads and decodes the checkpoint at `path` (see [`from_bytes`]).
+///
+/// The 8-byte header length is read and checked first: a length beyond the end of the
+/// file, or beyond what safetensors readers accept, is refused before anything else is
+/// read or allocated.
 pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<OptimizerState> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path)
-        .map_err(|e| OptimError::Checkpoint(format!("cannot read `{}`: {e}", path.display())))?;
+    let bytes = read_checkpoint_file(path)?;
     from_bytes(&bytes).map_err(|e| match e {
         OptimError::Checkpoint(msg) => {
             OptimError::Checkpoint(format!("`{}`: {msg}", path.display()))
         }
         other => other,
     })
+}
+
+/// The bytes of the file at `path`, read only once its header length fits the file and
+/// the safetensors limit.
+fn read_checkpoint_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let cannot_read = |e: std::io::Error| {
+        OptimError::Checkpoint(format!("cannot read `{}`: {e}", path.display()))
+    };
+    let unreadable = |what: String| {
+        OptimError::Checkpoint(format!(
+            "`{}`: not a readable safetensors file (truncated or corrupt?): {what}",
+            path.display()
+        ))
+    };
+    let mut file = std::fs::File::open(path).map_err(cannot_read)?;
+    let len = file.metadata().map_err(cannot_read)?.len();
+    if len < 8 {
+        return Err(unreadable(format!(
+            "{len} bytes, shorter than the 8-byte header length"
+        )));
+    }
+    let mut head = [0u8; 8];
+    file.read_exact(&mut head).map_err(cannot_read)?;
+    let claimed = u64::from_le_bytes(head);
+    let rest = len - 8;
+    if claimed > rest {
+        return Err(unreadable(format!(
+            "header too large: its length field says {claimed} bytes; the file has {rest} \
+             bytes after it"
+        )));
+    }
+    if claimed > MAX_HEADER as u64 {
+        return Err(unreadable(format!(
+            "header too large: its length field says {claimed} bytes; safetensors readers \
+             accept at most {MAX_HEADER}"
+        )));
+    }
+    // The tensors are as large as the optimizer's state: a file too large for memory is
+    // an error, not an abort.
+    let mut bytes = Vec::new();
+    usize::try_from(len)
+        .ok()
+        .and_then(|n| bytes.try_reserve_exact(n).ok())
+        .ok_or_else(|| {
+            OptimError::Checkpoint(format!(
+                "cannot read `{}`: {len} bytes do not fit in memory",
+                path.display()
+            ))
+        })?;
+    bytes.extend_from_slice(&head);
+    file.take(rest)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    Ok(bytes)
 }
 
 /// Encodes `state` as the bytes of a safetensors checkpoint.
@@ -759,33 +817,48 @@ fn tensor_data(key: &str, dtype: Dtype, bytes: &[u8]) -> Result<TensorData> {
 // ---------------------------------------------------------------------------------------
 // Atomic write
 
-/// Writes `bytes` to a fresh temporary file next to `path`, syncs it, and renames it over
-/// `path`; removes the temporary file on any error. `fail_after` (tests) simulates a crash
-/// after that many bytes.
+/// Writes `bytes` to a fresh temporary file next to `path` (next to the file it names,
+/// if `path` is a symbolic link), syncs it, and renames it over that file; removes the
+/// temporary file on any error. `fail_after` (tests) simulates a crash after that many
+/// bytes.
 fn write_atomic(path: &Path, bytes: &[u8], fail_after: Option<usize>) -> Result<()> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let err = |what: &str, e: std::io::Error| {
         OptimError::Checkpoint(format!("cannot write `{}`: {what}: {e}", path.display()))
     };
-    let file_name = path.file_name().ok_or_else(|| {
-        OptimError::Checkpoint(format!("`{}` is not a file path", path.display()))
-    })?;
-    let dir = match path.parent() {
+    // Renaming onto a link would replace the link itself: write where it points instead.
+    let target = follow_links(path)?;
+    if target.file_name().is_none() {
+        return Err(OptimError::Checkpoint(format!(
+            "`{}` is not a file path",
+            path.display()
+        )));
+    }
+    let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| err("cannot create a temporary file beside it", e))?;
+    // A short name whatever the target's (a name derived from it would pass the 255-byte
+    // limit for long ones), unique per process and call; `create_new` skips any left by
+    // an earlier process with the same id.
+    let mut attempt = 0;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(
+            ".optim-ckpt-{}-{}.tmp",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 64 => attempt += 1,
+            Err(e) => return Err(err("cannot create a temporary file beside it", e)),
+        }
+    };
     let written = (|| {
         match fail_after {
             Some(n) => {
@@ -800,7 +873,7 @@ fn write_atomic(path: &Path, bytes: &[u8], fail_after: Option<usize>) -> Result<
         }
         file.flush().map_err(|e| err("flush", e))?;
         file.sync_all().map_err(|e| err("sync", e))?;
-        std::fs::rename(&tmp, path).map_err(|e| err("rename", e))
+        std::fs::rename(&tmp, &target).map_err(|e| err("rename", e))
     })();
     drop(file);
     if let Err(e) = written {
@@ -813,6 +886,37 @@ fn write_atomic(path: &Path, bytes: &[u8], fail_after: Option<usize>) -> Result<
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// `path` with every symbolic link at its end followed (a dangling link gives the path
+/// it points to); other errors are left for the write itself to report.
+fn follow_links(path: &Path) -> Result<std::path::PathBuf> {
+    // Linux's own limit on links followed in one lookup.
+    const MAX_LINKS: usize = 40;
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match std::fs::symlink_metadata(&current) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&current).map_err(|e| {
+                    OptimError::Checkpoint(format!(
+                        "cannot write `{}`: cannot read the link `{}`: {e}",
+                        path.display(),
+                        current.display()
+                    ))
+                })?;
+                // A relative link is relative to the directory holding it.
+                current = match current.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(OptimError::Checkpoint(format!(
+        "cannot write `{}`: more than {MAX_LINKS} levels of symbolic links (a loop?)",
+        path.display()
+    )))
 }
 
 #[cfg(test)]

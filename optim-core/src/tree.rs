@@ -440,17 +440,20 @@ impl<'de, 'a, I: Iterator<Item = &'a (String, Tree)>> de::MapAccess<'de> for Map
 /// integer (one beyond `i64` as a float), or a finite float. Whether it suits the
 /// hyperparameter (kind, range) is for [`crate::HyperSpec::check`].
 pub fn hyper_value(key: &str, value: &Tree) -> Result<HyperValue> {
+    hyper_of(value).map_err(|m| OptimError::Config(format!("`{key}`: {m}")))
+}
+
+/// [`hyper_value`] without the key: what is wrong with `value`, if anything.
+pub fn hyper_of(value: &Tree) -> Result<HyperValue, String> {
     match *value {
         Tree::Bool(b) => Ok(HyperValue::Bool(b)),
         Tree::Int(i) => Ok(HyperValue::Int(i)),
         Tree::UInt(u) => Ok(i64::try_from(u).map_or(HyperValue::Float(u as f64), HyperValue::Int)),
         Tree::Float(x) if x.is_finite() => Ok(HyperValue::Float(x)),
-        Tree::Float(_) => Err(OptimError::Config(format!(
-            "`{key}`: {value} is not a finite number; a hyperparameter must be finite"
-        ))),
-        ref other => Err(OptimError::Config(format!(
-            "`{key}`: expected a number or a bool, got {other}"
-        ))),
+        Tree::Float(_) => Err(format!(
+            "{value} is not a finite number; a hyperparameter must be finite"
+        )),
+        ref other => Err(format!("expected a number or a bool, got {other}")),
     }
 }
 

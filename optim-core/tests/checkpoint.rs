@@ -490,7 +490,7 @@ fn each_mismatch_is_its_own_error_and_changes_nothing() {
         (
             edit_json(&bytes, |j| j["step"] = (-3).into()),
             &p,
-            "checkpoint: `PATH`: metadata `state.step`: expected a non-negative integer",
+            "checkpoint: `PATH`: metadata `state.step`: expected a non-negative integer, got -3",
         ),
         (
             edit_json(&bytes, |j| j["step"] = 4.into()),
@@ -502,6 +502,14 @@ fn each_mismatch_is_its_own_error_and_changes_nothing() {
             edit_json(&bytes, |j| {
                 let g = j.as_object_mut().unwrap().remove("groups").unwrap();
                 j["grups"] = g;
+            }),
+            &p,
+            "checkpoint: `PATH`: metadata `state`: unknown field `grups` (did you mean \
+             `groups`?); valid: globals, groups, hyper, inner, optimizer, params, routes, step",
+        ),
+        (
+            edit_json(&bytes, |j| {
+                j.as_object_mut().unwrap().remove("groups").unwrap();
             }),
             &p,
             "checkpoint: `PATH`: metadata `state`: field `groups` is missing",

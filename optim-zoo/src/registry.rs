@@ -269,9 +269,11 @@ impl SelectDoc {
             select = select.ndim(ndim);
         }
         select.name = match (self.name_contains, self.names) {
-            (Some(_), Some(_)) => return Err(OptimError::Config(format!(
+            (Some(_), Some(_)) => {
+                return Err(OptimError::Config(format!(
                 "partition route {route}: give `select.name_contains` or `select.names`, not both"
-            ))),
+            )))
+            }
             (Some(parts), None) => Some(Selector::NameContains(parts)),
             (None, Some(names)) => Some(Selector::Names(names)),
             (None, None) => None,

@@ -3,6 +3,9 @@
 //!
 //! Nothing unknown is ignored: an unknown optimizer or hyperparameter is an error that
 //! lists the valid names and suggests the closest; an out-of-range value names its range.
+//! Nothing ambiguous is guessed either: a key given twice in a JSON object, a non-finite
+//! number (TOML's `nan`, `inf`) or an optimizer name that is not a string is an error
+//! naming the key.
 //! Users add their own `#[optimizer]` types with [`Registry::register`]. A `partition`
 //! gives each set of parameters its own optimizer ([`Registry::register_partition`]).
 

@@ -28,6 +28,7 @@ pub mod scalar;
 pub mod schedule;
 pub mod state;
 pub mod suggest;
+pub mod tree;
 pub mod wrapper;
 
 pub use algorithm::{

@@ -7,6 +7,7 @@ use common::*;
 use optim_core::checkpoint::{from_bytes, load_checkpoint, load_into, save, to_bytes};
 use optim_core::optim::Optim;
 use optim_core::*;
+use optim_test_support::wiggly;
 use std::path::{Path, PathBuf};
 
 /// A fresh directory for one test.

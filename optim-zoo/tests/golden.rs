@@ -12,6 +12,7 @@
 use ndarray::Array2;
 use optim_core::checkpoint::{load_checkpoint, load_into, save, to_bytes};
 use optim_core::{Grads, Group, Optimizer, Params, Scalar};
+use optim_test_support::{bits, wiggly};
 use optim_zoo::Registry;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -23,19 +24,6 @@ fn golden_dir() -> PathBuf {
 /// Steps taken before the checkpoint, and after it.
 const SAVED_AT: u64 = 3;
 const RESUMED_FOR: u64 = 3;
-
-fn wiggle(seed: u64, i: usize) -> f64 {
-    ((seed as f64 * 12.9898 + i as f64 * 78.233).sin() * 43758.5453).fract()
-}
-
-fn wiggly<T: Scalar>(seed: u64, shape: &[usize]) -> ndarray::ArrayD<T> {
-    let n = shape.iter().product();
-    ndarray::ArrayD::from_shape_vec(
-        shape,
-        (0..n).map(|i| T::from_f64(wiggle(seed, i))).collect(),
-    )
-    .unwrap()
-}
 
 fn params<T: Scalar>() -> Params<T> {
     Params::new()
@@ -145,14 +133,11 @@ fn build<T: Scalar>(g: &Golden) -> Box<dyn Optimizer<T>> {
     opt
 }
 
-/// Every parameter's element bits (an f32 widened to f64 exactly), by name.
-fn bits<T: Scalar>(p: &Params<T>) -> Value {
-    let map: serde_json::Map<String, Value> = p
-        .iter()
-        .map(|(name, a)| {
-            let b: Vec<u64> = a.iter().map(|&x| x.to_f64().to_bits()).collect();
-            (name.to_string(), json!(b))
-        })
+/// Every parameter's element bits (an f32 widened to f64 exactly), by name, as JSON.
+fn bits_json<T: Scalar>(p: &Params<T>) -> Value {
+    let map: serde_json::Map<String, Value> = bits(p)
+        .into_iter()
+        .map(|(name, b)| (name, json!(b)))
         .collect();
     Value::Object(map)
 }
@@ -176,11 +161,11 @@ fn regenerate<T: Scalar>(g: &Golden) {
     }
     let dir = golden_dir();
     save(opt.as_ref(), dir.join(format!("{}.safetensors", g.name))).unwrap();
-    let at_save = bits(&p);
+    let at_save = bits_json(&p);
     for s in SAVED_AT..SAVED_AT + RESUMED_FOR {
         opt.step(&mut p, &grads(s, g.sparse)).unwrap();
     }
-    let expect = json!({"params": at_save, "expect": bits(&p)});
+    let expect = json!({"params": at_save, "expect": bits_json(&p)});
     std::fs::write(
         dir.join(format!("{}.json", g.name)),
         serde_json::to_string_pretty(&expect).unwrap() + "\n",
@@ -220,7 +205,12 @@ fn check<T: Scalar>(g: &Golden) {
     for s in SAVED_AT..SAVED_AT + RESUMED_FOR {
         opt.step(&mut p, &grads(s, g.sparse)).unwrap();
     }
-    assert_eq!(bits(&p), expect["expect"], "{}: after resuming", g.name);
+    assert_eq!(
+        bits_json(&p),
+        expect["expect"],
+        "{}: after resuming",
+        g.name
+    );
 }
 
 #[test]

@@ -133,7 +133,7 @@ impl Schedule {
     /// `warmup_steps ≤ total_steps`, `gamma > 0`, `step_size ≥ 1`.
     pub fn check(&self) -> Result<()> {
         let range = |name: &str, value: f64, range: Range| {
-            if range.contains(value) && value.is_finite() {
+            if range.contains(value) {
                 Ok(())
             } else {
                 Err(OptimError::HyperRange {

@@ -7,10 +7,13 @@ mod common;
 use common::*;
 use ndarray::arr1;
 use optim_core::optim::Optim;
+use optim_core::wrapper::Wrapped;
 use optim_core::*;
 use optim_macros::optimizer;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 // ---------------------------------------------------------------------------------------
 // Peak heap use of a closure, on this thread (the tests of this file run in parallel, each
@@ -145,6 +148,161 @@ fn a_range_ending_in_an_inclusive_inf_takes_infinity() {
     opt.step(&mut params, &Grads::new().with("w", arr1(&[4.0])))
         .unwrap();
     assert_eq!(values(&params, "w"), [1.0 - 2.0 / (1.0 + 1e-8)]);
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. A parameter skipped on its first step, under Lookahead.
+
+fn lookahead(k: i64, inner: Box<dyn Optimizer<f64>>) -> Wrapped<Lookahead, f64> {
+    Wrapped::new(Lookahead { k, alpha: 0.5 }, inner).unwrap()
+}
+
+fn sgd(lr: f64) -> Box<dyn Optimizer<f64>> {
+    Box::new(Optim::<Sgd, f64>::new(Sgd::default().lr(lr)).unwrap())
+}
+
+/// Through the checkpoint format and back.
+fn via_bytes(state: &OptimizerState) -> OptimizerState {
+    checkpoint::from_bytes(&checkpoint::to_bytes(state).unwrap()).unwrap()
+}
+
+#[test]
+fn lookahead_loads_its_own_state_after_a_parameter_is_skipped_on_its_first_step() {
+    let mut params = Params::new()
+        .with("a", arr1(&[1.0, 2.0]))
+        .unwrap()
+        .with("b", arr1(&[3.0]))
+        .unwrap();
+    let mut opt = lookahead(2, sgd(0.5));
+    opt.set_non_finite_policy(NonFinitePolicy::SkipParam)
+        .unwrap();
+    let bad_a = Grads::new()
+        .with("a", arr1(&[f64::NAN, 1.0]))
+        .with("b", arr1(&[1.0]));
+    opt.step(&mut params, &bad_a).unwrap();
+    assert_eq!(opt.skipped(), ["a"]);
+    assert_eq!(values(&params, "a"), [1.0, 2.0]);
+
+    let saved = opt.export_state();
+    let mut same = opt.clone();
+    same.import_state(&saved, &params).unwrap();
+    let mut fresh = lookahead(2, sgd(0.5));
+    fresh.import_state(&via_bytes(&saved), &params).unwrap();
+    assert_eq!(fresh.export_state(), saved);
+
+    // Every copy goes on as the original. Step 2 is a sync (k = 2): `a`'s slow weights
+    // start where `a` was, [1, 2] (the skipped step left it there); its fast weights are
+    // [1, 2] − 0.5 = [0.5, 1.5], so a = [1, 2] + 0.5·([0.5, 1.5] − [1, 2]) = [0.75, 1.75].
+    // `b`: 3 → 2.5 → 2, slow 3 + 0.5·(2 − 3) = 2.5.
+    let good = Grads::new()
+        .with("a", arr1(&[1.0, 1.0]))
+        .with("b", arr1(&[1.0]));
+    let mut ends = Vec::new();
+    for o in [&mut opt, &mut same, &mut fresh] {
+        let mut p = params.clone();
+        o.step(&mut p, &good).unwrap();
+        assert_eq!(values(&p, "a"), [0.75, 1.75]);
+        assert_eq!(values(&p, "b"), [2.5]);
+        ends.push(o.export_state());
+    }
+    assert!(ends.iter().all(|e| *e == ends[0]));
+}
+
+/// An inner optimizer that fails its steps while `fail` is set (as an optimizer of the
+/// user's own may, after its `check` passed).
+#[derive(Debug)]
+struct Flaky {
+    inner: Optim<Sgd, f64>,
+    fail: Arc<AtomicBool>,
+}
+
+impl Optimizer<f64> for Flaky {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn hyper_specs(&self) -> &'static [HyperSpec] {
+        self.inner.hyper_specs()
+    }
+    fn hyper(&self, name: &str) -> Result<HyperValue> {
+        self.inner.hyper(name)
+    }
+    fn set_hyper(&mut self, name: &str, value: HyperValue) -> Result<()> {
+        self.inner.set_hyper(name, value)
+    }
+    fn add_group(&mut self, group: Group) -> Result<()> {
+        self.inner.add_group(group)
+    }
+    fn check(&self, params: &Params<f64>, grads: &Grads<f64>) -> Result<()> {
+        self.inner.check(params, grads)
+    }
+    fn step(&mut self, params: &mut Params<f64>, grads: &Grads<f64>) -> Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(OptimError::Config("flaky: refused".into()));
+        }
+        self.inner.step(params, grads)
+    }
+    fn step_count(&self, name: &str) -> Option<u64> {
+        self.inner.step_count(name)
+    }
+    fn export_state(&self) -> OptimizerState {
+        self.inner.export_state()
+    }
+    fn import_state(&mut self, state: &OptimizerState, params: &Params<f64>) -> Result<()> {
+        self.inner.import_state(state, params)
+    }
+    fn boxed_clone(&self) -> Box<dyn Optimizer<f64>> {
+        Box::new(Flaky {
+            inner: self.inner.clone(),
+            fail: self.fail.clone(),
+        })
+    }
+    fn set_non_finite_policy(&mut self, policy: NonFinitePolicy) -> Result<()> {
+        self.inner.set_non_finite_policy(policy)
+    }
+    fn non_finite_policy(&self) -> NonFinitePolicy {
+        self.inner.non_finite_policy()
+    }
+    fn skipped(&self) -> &[String] {
+        self.inner.skipped()
+    }
+}
+
+#[test]
+fn a_failed_inner_step_leaves_lookahead_exactly_as_it_was() {
+    let fail = Arc::new(AtomicBool::new(false));
+    let inner = Flaky {
+        inner: Optim::new(Sgd::default().lr(0.5)).unwrap(),
+        fail: fail.clone(),
+    };
+    let mut opt = lookahead(2, Box::new(inner));
+    opt.set_non_finite_policy(NonFinitePolicy::SkipParam)
+        .unwrap();
+    let mut params = Params::new()
+        .with("a", arr1(&[1.0]))
+        .unwrap()
+        .with("b", arr1(&[3.0]))
+        .unwrap();
+    let bad_a = Grads::new()
+        .with("a", arr1(&[f64::NAN]))
+        .with("b", arr1(&[1.0]));
+    opt.step(&mut params, &bad_a).unwrap();
+    let before = (opt.export_state(), params.clone());
+
+    // A new parameter too: its rule state must not outlive the failed step either.
+    params.insert("c", arr1(&[5.0])).unwrap();
+    let good = Grads::new()
+        .with("a", arr1(&[1.0]))
+        .with("b", arr1(&[1.0]))
+        .with("c", arr1(&[1.0]));
+    fail.store(true, Ordering::SeqCst);
+    assert!(opt.step(&mut params, &good).is_err());
+    assert_eq!(opt.export_state(), before.0);
+    assert_eq!(opt.steps(), 1);
+    assert_eq!(values(&params, "a"), values(&before.1, "a"));
+    assert_eq!(values(&params, "b"), values(&before.1, "b"));
+    assert_eq!(values(&params, "c"), [5.0]);
+    let mut fresh = lookahead(2, sgd(0.5));
+    fresh.import_state(&opt.export_state(), &params).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------

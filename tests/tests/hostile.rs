@@ -49,3 +49,40 @@ fn an_infinite_default_that_its_range_admits_still_works() {
     opt.step(&mut params, &grads).unwrap();
     assert!(params.get("w").unwrap().iter().all(|x| x.is_finite()));
 }
+
+#[test]
+fn ranger_loads_its_own_checkpoint_after_a_parameter_is_skipped_on_its_first_step() {
+    use optim_core::{checkpoint, NonFinitePolicy};
+    let config = serde_json::json!({"optimizer": "ranger", "lr": 0.01});
+    let mut opt = optim_zoo::build::<f32>(&config).unwrap();
+    opt.set_non_finite_policy(NonFinitePolicy::SkipParam)
+        .unwrap();
+    let mut params = Params::new()
+        .with("a", arr1(&[1.0f32, 2.0]))
+        .unwrap()
+        .with("b", arr1(&[3.0f32]))
+        .unwrap();
+    let bad = Grads::new()
+        .with("a", arr1(&[f32::NAN, 1.0]))
+        .with("b", arr1(&[1.0f32]));
+    opt.step(&mut params, &bad).unwrap();
+    assert_eq!(opt.skipped(), ["a"]);
+
+    let saved = opt.export_state();
+    opt.import_state(&saved, &params).unwrap();
+    let bytes = checkpoint::to_bytes(&saved).unwrap();
+    let mut fresh = optim_zoo::build::<f32>(&config).unwrap();
+    fresh
+        .import_state(&checkpoint::from_bytes(&bytes).unwrap(), &params)
+        .unwrap();
+    assert_eq!(fresh.export_state(), saved);
+
+    let good = Grads::new()
+        .with("a", arr1(&[1.0f32, 1.0]))
+        .with("b", arr1(&[1.0f32]));
+    let mut resumed = params.clone();
+    opt.step(&mut params, &good).unwrap();
+    fresh.step(&mut resumed, &good).unwrap();
+    assert_eq!(params, resumed);
+    assert_eq!(opt.export_state(), fresh.export_state());
+}

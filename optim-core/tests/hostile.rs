@@ -306,6 +306,60 @@ fn a_failed_inner_step_leaves_lookahead_exactly_as_it_was() {
 }
 
 // ---------------------------------------------------------------------------------------
+// 3. A copy-of-the-parameter state switched on mid-training.
+
+/// SGD that, while `anchored`, pulls each weight back towards where it was when
+/// `anchored` was switched on.
+#[optimizer(
+    /// Learning rate.
+    lr = 0.5 in 0.0..,
+    /// Pull the weights back towards their anchor.
+    anchored = false,
+    /// Fraction of the distance to the anchor taken back per step.
+    pull = 0.5 in 0.0..=1.0,
+)]
+fn anchored_sgd(
+    w: Param,
+    g: Grad,
+    #[when(anchored)]
+    #[init(w)]
+    anchor: State,
+) {
+    w -= lr * g;
+    if anchored {
+        w -= pull * (w - anchor);
+    }
+}
+
+#[test]
+fn a_copy_of_the_parameter_switched_on_mid_training_saves_and_loads() {
+    let mut params = Params::new().with("w", arr1(&[1.0f64, -2.0])).unwrap();
+    let grads = Grads::new().with("w", arr1(&[1.0, 2.0]));
+    let mut opt = AnchoredSgd::default().build::<f64>().unwrap();
+    opt.step(&mut params, &grads).unwrap(); // w = [0.5, −3]
+    opt.set_hyper("anchored", true.into()).unwrap();
+
+    let saved = opt.export_state();
+    let mut fresh = AnchoredSgd::default().build::<f64>().unwrap();
+    fresh.import_state(&via_bytes(&saved), &params).unwrap();
+    assert_eq!(fresh.export_state(), saved);
+    let mut same = opt.clone();
+    same.import_state(&saved, &params).unwrap();
+
+    // The anchor is the weights at the first anchored step, [0.5, −3]; that step moves
+    // them to [0, −4], then back half-way: [0.25, −3.5].
+    let mut ends = Vec::new();
+    for o in [&mut opt, &mut fresh, &mut same] {
+        let mut p = params.clone();
+        o.step(&mut p, &grads).unwrap();
+        assert_eq!(values(&p, "w"), [0.25, -3.5]);
+        ends.push(o.export_state());
+    }
+    assert!(ends.iter().all(|e| *e == ends[0]));
+    assert!(ends[0].params[0].tensors.iter().any(|t| t.name == "anchor"));
+}
+
+// ---------------------------------------------------------------------------------------
 // 9. "Did you mean" on very long names.
 
 #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use ndarray::arr1;
+use ndarray::{arr1, arr2, Array2};
 use optim_core::optim::Optim;
 use optim_core::wrapper::Wrapped;
 use optim_core::*;
@@ -357,6 +357,90 @@ fn a_copy_of_the_parameter_switched_on_mid_training_saves_and_loads() {
     }
     assert!(ends.iter().all(|e| *e == ends[0]));
     assert!(ends[0].params[0].tensors.iter().any(|t| t.name == "anchor"));
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Repeated sparse rows whose sum overflows.
+
+fn embedding() -> Params<f32> {
+    Params::new()
+        .with("emb", Array2::<f32>::zeros((3, 2)))
+        .unwrap()
+}
+
+/// Row 2 twice with f32::MAX in its first column: the summed gradient is inf there
+/// (parameter element 2·2 + 0 = 4), though every value given is finite.
+fn overflowing_rows() -> Grads<f32> {
+    let mut grads = Grads::new();
+    grads.insert_rows(
+        "emb",
+        vec![2, 0, 2],
+        arr2(&[[f32::MAX, 1.0], [1.0, 1.0], [f32::MAX, 1.0]]),
+    );
+    grads
+}
+
+fn sparse_optimizers() -> Vec<Box<dyn Optimizer<f32>>> {
+    vec![
+        Box::new(Optim::<Sgd, f32>::new(Sgd::default().momentum(0.9)).unwrap()),
+        Box::new(Optim::<LazySgd, f32>::new(LazySgd::default().momentum(0.9)).unwrap()),
+    ]
+}
+
+#[test]
+fn the_error_policy_checks_the_summed_sparse_rows() {
+    for mut opt in sparse_optimizers() {
+        opt.set_non_finite_policy(NonFinitePolicy::Error).unwrap();
+        let mut params = embedding();
+        let err = opt.step(&mut params, &overflowing_rows()).unwrap_err();
+        assert_eq!(
+            err,
+            OptimError::NonFiniteGrad {
+                name: "emb".into(),
+                index: 4,
+                value: f64::INFINITY
+            },
+            "{}",
+            opt.name()
+        );
+        assert_eq!(params, embedding());
+        assert_eq!(opt.step_count("emb"), None);
+        assert!(opt.check(&params, &overflowing_rows()).is_err());
+    }
+}
+
+#[test]
+fn the_skip_policy_skips_a_parameter_whose_summed_rows_overflow() {
+    for mut opt in sparse_optimizers() {
+        opt.set_non_finite_policy(NonFinitePolicy::SkipParam)
+            .unwrap();
+        let mut params = embedding();
+        opt.step(&mut params, &overflowing_rows()).unwrap();
+        assert_eq!(opt.skipped(), ["emb"], "{}", opt.name());
+        assert_eq!(params, embedding());
+        assert_eq!(opt.step_count("emb"), None);
+        assert!(opt.export_state().params.is_empty());
+    }
+}
+
+#[test]
+fn sparse_rows_whose_sums_stay_finite_are_stepped() {
+    // MAX − MAX + MAX = MAX in the order given, and 1 + 1 = 2: finite, so stepped
+    // (lr 1e-3: the row moves by −1e-3 times its summed gradient).
+    for mut opt in sparse_optimizers() {
+        opt.set_non_finite_policy(NonFinitePolicy::Error).unwrap();
+        let mut params = embedding();
+        let mut grads = Grads::new();
+        grads.insert_rows(
+            "emb",
+            vec![1, 1, 1],
+            arr2(&[[f32::MAX, 1.0], [-f32::MAX, 0.0], [f32::MAX, 1.0]]),
+        );
+        opt.step(&mut params, &grads).unwrap();
+        let emb = values(&params, "emb");
+        assert_eq!(emb[2], -(1e-3f32 * f32::MAX) as f64, "{}", opt.name());
+        assert_eq!(emb[3], -(1e-3f32 * 2.0) as f64);
+    }
 }
 
 // ---------------------------------------------------------------------------------------

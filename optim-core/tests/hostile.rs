@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use ndarray::{arr1, arr2, Array2};
+use optim_core::clip::{clip_grad_norm, grad_norm};
 use optim_core::optim::Optim;
 use optim_core::wrapper::Wrapped;
 use optim_core::*;
@@ -441,6 +442,58 @@ fn sparse_rows_whose_sums_stay_finite_are_stepped() {
         assert_eq!(emb[2], -(1e-3f32 * f32::MAX) as f64, "{}", opt.name());
         assert_eq!(emb[3], -(1e-3f32 * 2.0) as f64);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Clipping finite gradients whose squares overflow or underflow.
+
+/// `a` and `b` agree to within `ulps` units in the last place of `b`.
+fn close(a: f64, b: f64, ulps: f64) -> bool {
+    (a - b).abs() <= ulps * f64::EPSILON * b.abs()
+}
+
+#[test]
+fn clip_grad_norm_clips_f64_gradients_whose_squares_overflow() {
+    let mut grads = Grads::new()
+        .with("a", arr1(&[1e200f64, 1e200]))
+        .with("b", arr1(&[-1e200f64]));
+    let total = clip_grad_norm(&mut grads, 1.0).unwrap();
+    let want = 1e200 * 3f64.sqrt();
+    assert!(close(total, want, 4.0), "{total} vs {want}");
+    // Every element is now 1e200/(√3·1e200) = 1/√3, up to the 1e-6 of the divisor.
+    for (name, grad) in grads.iter() {
+        let Grad::Dense(g) = grad else { panic!() };
+        for &x in g {
+            assert!((x.abs() - 1.0 / 3f64.sqrt()).abs() < 1e-12, "{name}: {x}");
+        }
+    }
+    assert!((grad_norm(&grads) - 1.0).abs() < 1e-12);
+
+    // Repeated sparse rows: row 0 is 1e200 + 1e200 = 2e200.
+    let mut grads = Grads::<f64>::new();
+    grads.insert_rows("emb", vec![0, 0], arr2(&[[1e200], [1e200]]));
+    assert!(close(grad_norm(&grads), 2e200, 4.0));
+}
+
+#[test]
+fn grad_norm_of_tiny_gradients_is_not_zero() {
+    // 3e-200 and 4e-200: squares underflow, the norm is 5e-200.
+    let mut grads = Grads::new().with("a", arr1(&[3e-200f64, 4e-200]));
+    assert!(close(grad_norm(&grads), 5e-200, 4.0));
+    let total = clip_grad_norm(&mut grads, 0.0).unwrap();
+    assert!(close(total, 5e-200, 4.0));
+    assert_eq!(
+        grads.get("a"),
+        Some(&Grad::Dense(arr1(&[0.0, 0.0]).into_dyn()))
+    );
+}
+
+#[test]
+fn grad_norm_still_reports_non_finite_gradients() {
+    let grads = Grads::new().with("a", arr1(&[1e200f64, f64::INFINITY]));
+    assert_eq!(grad_norm(&grads), f64::INFINITY);
+    let grads = Grads::new().with("a", arr1(&[1e200f64, f64::NAN, 1e200]));
+    assert!(grad_norm(&grads).is_nan());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ use common::*;
 use ndarray::{arr1, arr2, Array2};
 use optim_core::clip::{clip_grad_norm, grad_norm};
 use optim_core::optim::Optim;
+use optim_core::schedule::Schedule;
 use optim_core::wrapper::Wrapped;
 use optim_core::*;
 use optim_macros::optimizer;
@@ -494,6 +495,44 @@ fn grad_norm_still_reports_non_finite_gradients() {
     assert_eq!(grad_norm(&grads), f64::INFINITY);
     let grads = Grads::new().with("a", arr1(&[1e200f64, f64::NAN, 1e200]));
     assert!(grad_norm(&grads).is_nan());
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Schedules whose intermediate values overflow.
+
+#[test]
+fn warmups_do_not_overflow_where_the_learning_rate_is_finite() {
+    let linear = Schedule::linear_warmup_decay(f64::MAX, 10, 100).unwrap();
+    let cosine = Schedule::cosine(f64::MAX, 0.0, 10, 100).unwrap();
+    for s in [linear, cosine] {
+        assert_eq!(s.lr_at(5), f64::MAX / 2.0, "{}", s.name());
+        assert_eq!(s.lr_at(10), f64::MAX, "{}", s.name());
+        assert!((0..=200).all(|t| s.lr_at(t).is_finite()), "{}", s.name());
+        let mut opt = Optim::<Sgd, f64>::new(Sgd::default()).unwrap();
+        assert_eq!(s.apply(5, &mut opt).unwrap(), f64::MAX / 2.0);
+        assert_eq!(opt.hyper("lr").unwrap(), (f64::MAX / 2.0).into());
+    }
+}
+
+#[test]
+fn step_decay_is_finite_where_the_learning_rate_is() {
+    // 1e-300 · 10^400 = 1e100, though 10^400 overflows; 1e300 · 0.1^400 = 1e-100, though
+    // 0.1^400 underflows.
+    let up = Schedule::step_decay(1e-300, 10.0, 1).unwrap();
+    let got = up.lr_at(400);
+    assert!((got / 1e100 - 1.0).abs() < 1e-12, "{got}");
+    let down = Schedule::step_decay(1e300, 0.1, 1).unwrap();
+    let got = down.lr_at(400);
+    assert!((got / 1e-100 - 1.0).abs() < 1e-12, "{got}");
+}
+
+#[test]
+fn a_schedule_whose_learning_rate_overflows_is_refused() {
+    // 1e300 · 10^10 = 1e310 is beyond f64: `apply` fails and leaves lr as it was.
+    let s = Schedule::step_decay(1e300, 10.0, 1).unwrap();
+    let mut opt = Optim::<Sgd, f64>::new(Sgd::default().lr(0.1)).unwrap();
+    assert!(s.apply(10, &mut opt).is_err());
+    assert_eq!(opt.hyper("lr").unwrap(), 0.1.into());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -212,7 +212,11 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
         let first_new = self.slots.len();
         let mut new = Vec::new();
         for entry in plan.iter_mut().filter(|e| e.slot.is_none() && !e.skip) {
-            let (name, param) = params.entry(entry.position);
+            // Positions come from `check_and_plan`; one past the end gets no slot and is
+            // then not stepped.
+            let Some((name, param)) = params.entry(entry.position) else {
+                continue;
+            };
             let group = self.groups.iter().position(|g| g.selector.matches(name));
             let a = group
                 .and_then(|g| self.resolved.get(g))
@@ -373,9 +377,10 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
                 continue;
             }
             let index = entry.position;
-            let (name, param) = params.entry_mut(index);
             // `complete_plan` gave every stepped parameter a slot.
-            let Some(at) = entry.slot else { continue };
+            let (Some((name, param)), Some(at)) = (params.entry_mut(index), entry.slot) else {
+                continue;
+            };
             slots.remember(index, at);
             let slot = slots.at_mut(at);
             let a = hyper_for(base, groups, resolved, *epoch, name, slot);
@@ -524,8 +529,7 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
         if !A::EVAL {
             return Ok(());
         }
-        for index in 0..out.len() {
-            let (name, target) = out.entry_mut(index);
+        for (name, target) in out.iter_mut() {
             let (Some(slot), Some(w)) = (self.slots.get(name), params.get(name)) else {
                 continue; // no state yet: its evaluation weights are its weights
             };

@@ -159,14 +159,14 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
         let skipped = self.inner.skipped();
         let is_skipped = |name: &str| !skipped.is_empty() && skipped.iter().any(|s| s == name);
         for (index, slot) in fresh {
-            let name = params.entry(index).0;
-            if !is_skipped(name) {
-                let at = self.slots.insert(name, slot);
-                self.slots.remember(index, at);
+            if let Some((name, _)) = params.entry(index) {
+                if !is_skipped(name) {
+                    let at = self.slots.insert(name, slot);
+                    self.slots.remember(index, at);
+                }
             }
         }
-        for index in 0..params.len() {
-            let (name, param) = params.entry_mut(index);
+        for (index, (name, param)) in params.iter_mut().enumerate() {
             let Some(at) = self.slots.find(index, name) else {
                 continue; // skipped at its first step: no rule state yet
             };

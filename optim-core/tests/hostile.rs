@@ -536,6 +536,22 @@ fn a_schedule_whose_learning_rate_overflows_is_refused() {
 }
 
 // ---------------------------------------------------------------------------------------
+// 8. Positions out of range.
+
+#[test]
+fn params_entries_out_of_range_are_none() {
+    let mut params = Params::new().with("w", arr1(&[1.0f32, 2.0])).unwrap();
+    assert_eq!(params.entry(0).map(|(n, a)| (n, a.len())), Some(("w", 2)));
+    assert!(params.entry(1).is_none());
+    assert!(params.entry(usize::MAX).is_none());
+    assert!(params.entry_mut(1).is_none());
+    if let Some((_, a)) = params.entry_mut(0) {
+        a[[1]] = 5.0;
+    }
+    assert_eq!(values(&params, "w"), [1.0, 5.0]);
+}
+
+// ---------------------------------------------------------------------------------------
 // 9. "Did you mean" on very long names.
 
 #[test]

@@ -44,7 +44,9 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
                     continue;
                 }
                 let Some(at) = entry.slot else { continue };
-                let (name, param) = params.entry_mut(entry.position);
+                let Some((name, param)) = params.entry_mut(entry.position) else {
+                    continue; // a position `check_and_plan` found: never
+                };
                 let slot = slots.at_mut(at);
                 let a = hyper_for(base, groups, resolved, *epoch, name, slot);
                 if phase == 0 {

@@ -15,7 +15,7 @@ use crate::group::{Group, Selector};
 use crate::hyper::{find_spec, HyperSpec, HyperValue};
 use crate::kernel;
 use crate::nonfinite::{first_non_finite_in, NonFinitePolicy};
-use crate::optimizer::Optimizer;
+use crate::optimizer::{Optimizer, SumHook};
 use crate::params::{Grads, Params};
 use crate::scalar::Scalar;
 use crate::state::{GroupState, OptimizerState, MAX_STEP, STATE_FORMAT_VERSION};
@@ -85,6 +85,8 @@ pub struct Optim<A: Algorithm, T: Scalar> {
     shares: Vec<f64>,
     /// The sums over every parameter, as they are added up (a step's buffer).
     totals: Vec<f64>,
+    /// Adds up the sums across processes ([`Optimizer::set_sum_hook`]).
+    sum_hook: Option<SumHook>,
 }
 
 impl<A: Algorithm, T: Scalar> Optim<A, T> {
@@ -107,6 +109,7 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
             frame,
             shares: Vec::new(),
             totals: Vec::new(),
+            sum_hook: None,
             base: hyper,
             groups: Vec::new(),
             resolved: Vec::new(),
@@ -575,6 +578,25 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
         self.policy
     }
 
+    fn elementwise(&self) -> bool {
+        A::ELEMENTWISE
+    }
+
+    fn global_sums(&self) -> bool {
+        A::SUMS > 0
+    }
+
+    fn set_sum_hook(&mut self, hook: Option<SumHook>) -> Result<()> {
+        if hook.is_some() && A::SUMS == 0 {
+            return Err(OptimError::Config(format!(
+                "{} does not sum over every parameter, so it takes no sum hook",
+                A::NAME
+            )));
+        }
+        self.sum_hook = hook;
+        Ok(())
+    }
+
     fn skipped(&self) -> &[String] {
         &self.skipped
     }
@@ -697,6 +719,8 @@ impl<A: Algorithm, T: Scalar> Clone for Optim<A, T> {
             frame: self.frame.clone(),
             shares: Vec::new(),
             totals: Vec::new(),
+            // A hook belongs to one process's group of collectives, not to copies.
+            sum_hook: None,
         }
     }
 }

@@ -903,6 +903,12 @@ impl<T: Scalar> Optimizer<T> for Partition<T> {
     fn skipped(&self) -> &[String] {
         &self.skipped
     }
+
+    /// A route's sums cover only its parameters: a partition takes no sum hook (the
+    /// default refuses one), but says when a route sums.
+    fn global_sums(&self) -> bool {
+        self.routes.iter().any(|r| r.optimizer.global_sums())
+    }
 }
 
 impl<T: Scalar> Clone for Partition<T> {

@@ -258,6 +258,18 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
     fn skipped(&self) -> &[String] {
         self.inner.skipped()
     }
+
+    fn elementwise(&self) -> bool {
+        R::ELEMENTWISE && self.inner.elementwise()
+    }
+
+    fn global_sums(&self) -> bool {
+        self.inner.global_sums()
+    }
+
+    fn set_sum_hook(&mut self, hook: Option<crate::SumHook>) -> Result<()> {
+        self.inner.set_sum_hook(hook)
+    }
 }
 
 impl<R: Algorithm, T: Scalar> Clone for Wrapped<R, T> {

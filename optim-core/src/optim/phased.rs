@@ -25,6 +25,7 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
             frame,
             shares,
             totals,
+            sum_hook,
             ..
         } = self;
         skipped.clear();
@@ -72,6 +73,9 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
                 for (total, share) in totals.iter_mut().zip(shares.iter()) {
                     *total += *share;
                 }
+            }
+            if let Some(hook) = sum_hook {
+                hook(totals);
             }
             let n = frame.len();
             if let Some(sums) = frame.get_mut(n.saturating_sub(A::SUMS)..) {

@@ -460,7 +460,10 @@ fn step_core<T: BurnElem, const D: usize>(
     ) else {
         unreachable!("burn's data has as many elements as its shape");
     };
-    *core.params.entry_mut(0).1 = w;
+    // The core holds exactly its one parameter, under PARAM, from construction on.
+    if let Some(slot) = core.params.get_mut(PARAM) {
+        *slot = w;
+    }
     if let Some(Grad::Dense(slot)) = core.grads.get_mut(PARAM) {
         *slot = g;
     }
@@ -469,7 +472,12 @@ fn step_core<T: BurnElem, const D: usize>(
         None => Ok(()),
     }
     .and_then(|()| core.opt.step(&mut core.params, &core.grads));
-    let w = std::mem::replace(core.params.entry_mut(0).1, placeholder::<T>());
+    let w = core
+        .params
+        .get_mut(PARAM)
+        .map_or_else(placeholder::<T>, |slot| {
+            std::mem::replace(slot, placeholder::<T>())
+        });
     if let Some(Grad::Dense(slot)) = core.grads.get_mut(PARAM) {
         *slot = placeholder::<T>();
     }

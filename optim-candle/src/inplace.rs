@@ -124,7 +124,7 @@ impl<T: CandleElem> Level<'_, '_, '_, T> {
 
     fn slot<'c>(ctx: &'c mut Ctx<'_, '_, T>, target: Target<'_>) -> Option<&'c mut ArrayD<T>> {
         match target {
-            Target::Param(i) => Some(ctx.params.entry_mut(i).1),
+            Target::Param(i) => ctx.params.entry_mut(i).map(|(_, a)| a),
             Target::Grad(name) => match ctx.grads.get_mut(name) {
                 Some(Grad::Dense(a)) => Some(a),
                 _ => None,

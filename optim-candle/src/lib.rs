@@ -375,7 +375,7 @@ impl<T: CandleElem + BuildFor> Core<T> {
                     target: Target::Param(i),
                 }),
                 _ => {
-                    copy_in(var, self.params.entry_mut(i).1)?;
+                    copy_in(var, param_mut(&mut self.params, i)?)?;
                     copied_vars.push(i);
                 }
             }
@@ -415,7 +415,7 @@ impl<T: CandleElem + BuildFor> Core<T> {
         // Copied-in buffers are kept for the next step; lent slots are placeholders again.
         stepped?;
         for &i in &copied_vars {
-            copy_out(self.params.entry(i).1, &slots[i].var)?;
+            copy_out(param(&self.params, i)?, &slots[i].var)?;
         }
         Ok(copied_vars.len() + copied_grads)
     }
@@ -451,6 +451,23 @@ fn run_step<T: optim_core::Scalar>(
 
 /// Copies `tensor` (any device, any float type) into `buffer`, reusing it when it already
 /// has the shape.
+/// Parameter `i` of the buffers built from the variables, one per variable: a miss is a
+/// broken invariant, reported rather than a panic.
+fn param<T: optim_core::Scalar>(params: &Params<T>, i: usize) -> Result<&ArrayD<T>> {
+    params
+        .entry(i)
+        .map(|(_, a)| a)
+        .ok_or_else(|| Error::Vars(format!("internal: no buffer for variable {i}")))
+}
+
+/// [`param`], mutably.
+fn param_mut<T: optim_core::Scalar>(params: &mut Params<T>, i: usize) -> Result<&mut ArrayD<T>> {
+    params
+        .entry_mut(i)
+        .map(|(_, a)| a)
+        .ok_or_else(|| Error::Vars(format!("internal: no buffer for variable {i}")))
+}
+
 fn copy_in<T: CandleElem>(tensor: &Tensor, buffer: &mut ArrayD<T>) -> Result<()> {
     let values = tensor
         .flatten_all()?

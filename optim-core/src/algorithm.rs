@@ -175,6 +175,13 @@ pub trait Algorithm: Clone + std::fmt::Debug + Default + Send + Sync + 'static {
     const SPARSE: SparseRule;
     /// Optimizer or wrapper rule.
     const KIND: AlgorithmKind;
+    /// Whether each element's update reads only that element of `w`, the gradient and
+    /// the element-wise states, besides per-step values and sums over every parameter:
+    /// no per-tensor or per-row reduction, no row or column state, no shape value or
+    /// shape condition, no matrix function. Then stepping any split of a parameter into
+    /// pieces gives the same bits as stepping it whole (what `optim-dist` shards by).
+    /// `#[optimizer]` derives it from the equations; `false` is always safe.
+    const ELEMENTWISE: bool = false;
 
     /// The current value of hyperparameter `name` (`None` if not declared).
     fn get_hyper(&self, name: &str) -> Option<HyperValue>;

@@ -39,7 +39,9 @@ use crate::state::{
     GroupState, OptimizerState, ParamState, RouteState, TensorData, TensorState,
     STATE_FORMAT_VERSION,
 };
+use crate::tree::{from_tree, hyper_of, Tree};
 use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -77,16 +79,74 @@ pub fn save_checkpoint(path: impl AsRef<Path>, state: &OptimizerState) -> Result
 }
 
 /// Reads and decodes the checkpoint at `path` (see [`from_bytes`]).
+///
+/// The 8-byte header length is read and checked first: a length beyond the end of the
+/// file, or beyond what safetensors readers accept, is refused before anything else is
+/// read or allocated.
 pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<OptimizerState> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path)
-        .map_err(|e| OptimError::Checkpoint(format!("cannot read `{}`: {e}", path.display())))?;
+    let bytes = read_checkpoint_file(path)?;
     from_bytes(&bytes).map_err(|e| match e {
         OptimError::Checkpoint(msg) => {
             OptimError::Checkpoint(format!("`{}`: {msg}", path.display()))
         }
         other => other,
     })
+}
+
+/// The bytes of the file at `path`, read only once its header length fits the file and
+/// the safetensors limit.
+fn read_checkpoint_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let cannot_read = |e: std::io::Error| {
+        OptimError::Checkpoint(format!("cannot read `{}`: {e}", path.display()))
+    };
+    let unreadable = |what: String| {
+        OptimError::Checkpoint(format!(
+            "`{}`: not a readable safetensors file (truncated or corrupt?): {what}",
+            path.display()
+        ))
+    };
+    let mut file = std::fs::File::open(path).map_err(cannot_read)?;
+    let len = file.metadata().map_err(cannot_read)?.len();
+    if len < 8 {
+        return Err(unreadable(format!(
+            "{len} bytes, shorter than the 8-byte header length"
+        )));
+    }
+    let mut head = [0u8; 8];
+    file.read_exact(&mut head).map_err(cannot_read)?;
+    let claimed = u64::from_le_bytes(head);
+    let rest = len - 8;
+    if claimed > rest {
+        return Err(unreadable(format!(
+            "header too large: its length field says {claimed} bytes; the file has {rest} \
+             bytes after it"
+        )));
+    }
+    if claimed > MAX_HEADER as u64 {
+        return Err(unreadable(format!(
+            "header too large: its length field says {claimed} bytes; safetensors readers \
+             accept at most {MAX_HEADER}"
+        )));
+    }
+    // The tensors are as large as the optimizer's state: a file too large for memory is
+    // an error, not an abort.
+    let mut bytes = Vec::new();
+    usize::try_from(len)
+        .ok()
+        .and_then(|n| bytes.try_reserve_exact(n).ok())
+        .ok_or_else(|| {
+            OptimError::Checkpoint(format!(
+                "cannot read `{}`: {len} bytes do not fit in memory",
+                path.display()
+            ))
+        })?;
+    bytes.extend_from_slice(&head);
+    file.take(rest)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    Ok(bytes)
 }
 
 /// Encodes `state` as the bytes of a safetensors checkpoint.
@@ -96,8 +156,9 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<OptimizerState> {
 /// version than its wrapper.
 pub fn to_bytes(state: &OptimizerState) -> Result<Vec<u8>> {
     let mut tensors: Vec<(String, Tensor<'_>)> = Vec::new();
-    let json = encode_level(state, "", state.format_version, &mut tensors)?;
-    let state_json = json.to_string();
+    let doc = encode_level(state, "", state.format_version, &mut tensors)?;
+    let state_json = serde_json::to_string(&doc)
+        .map_err(|e| OptimError::Checkpoint(format!("cannot encode the state: {e}")))?;
     let version = state.format_version.to_string();
     let checksum = checksum(
         &version,
@@ -224,10 +285,12 @@ pub fn from_bytes(bytes: &[u8]) -> Result<OptimizerState> {
         };
         stored.insert(name, view);
     }
-    let json: Value = serde_json::from_str(state_json)
+    let tree: Tree = serde_json::from_str(state_json)
         .map_err(|e| OptimError::Checkpoint(format!("metadata `state` is not JSON: {e}")))?;
+    let doc: LevelDoc =
+        from_tree(&tree, "state").map_err(|e| OptimError::Checkpoint(format!("metadata {e}")))?;
     let mut used = Used::default();
-    let state = decode_level(&json, "state", "", version, &stored, &mut used)?;
+    let state = decode_level(doc, "state", "", version, &stored, &mut used)?;
     let mut extra: Vec<&str> = stored
         .keys()
         .map(String::as_str)
@@ -297,14 +360,198 @@ fn tensor_key(prefix: &str, param: &str, state: &str) -> String {
     format!("{prefix}param/{param}/{state}")
 }
 
-/// The JSON of one level (a wrapper's inner state is a nested level), collecting its
+// The metadata's `state` JSON, as mirror types of the state. Fields are declared in
+// alphabetical order, the order the format has always been written in (a serde_json map
+// sorts its keys), so that the same state gives the same bytes as before.
+
+/// One level: the whole state of an optimizer, a wrapper's `inner` one, or a route's.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LevelDoc {
+    /// Written only by optimizers with optimizer-wide states.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    globals: Vec<(String, FloatDoc)>,
+    groups: Vec<GroupDoc>,
+    hyper: Vec<(String, HyperDoc)>,
+    inner: Option<Box<LevelDoc>>,
+    optimizer: String,
+    params: Vec<ParamDoc>,
+    /// Written only by a partition, so that every other optimizer's file is as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    routes: Vec<RouteDoc>,
+    step: u64,
+}
+
+/// One parameter: its step count, its scalar states, and the names of its tensors (the
+/// tensors themselves are the file's).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParamDoc {
+    name: String,
+    scalars: Vec<(String, FloatDoc)>,
+    step: u64,
+    tensors: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupDoc {
+    overrides: Vec<(String, HyperDoc)>,
+    selector: NamesDoc,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteDoc {
+    params: Vec<String>,
+    select: SelectDoc,
+    state: LevelDoc,
+}
+
+/// A name selector: `{"names": [...]}` or `{"name_contains": [...]}`.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamesDoc {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name_contains: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    names: Option<Vec<String>>,
+}
+
+/// A route's selector as the registry writes it: `{"ndim": 2, "name_contains": [...]}`,
+/// `{}` for a catch-all.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectDoc {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name_contains: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    names: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ndim: Option<usize>,
+}
+
+impl NamesDoc {
+    fn of(selector: &Selector) -> NamesDoc {
+        match selector {
+            Selector::Names(n) => NamesDoc {
+                names: Some(n.clone()),
+                ..NamesDoc::default()
+            },
+            Selector::NameContains(n) => NamesDoc {
+                name_contains: Some(n.clone()),
+                ..NamesDoc::default()
+            },
+        }
+    }
+
+    /// The selector, if any; `path` names the object for the error of giving both.
+    fn selector(self, path: &str) -> Result<Option<Selector>> {
+        match (self.names, self.name_contains) {
+            (Some(_), Some(_)) => Err(bad(path, "give `names` or `name_contains`, not both")),
+            (Some(n), None) => Ok(Some(Selector::Names(n))),
+            (None, Some(n)) => Ok(Some(Selector::NameContains(n))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// A float that reads back bit for bit: a JSON number, or `"inf"`, `"-inf"`, `"nan"`
+/// (JSON has no non-finite numbers).
+#[derive(Clone, Copy)]
+struct FloatDoc(f64);
+
+impl Serialize for FloatDoc {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0 {
+            x if x.is_finite() => s.serialize_f64(x),
+            x if x.is_nan() => s.serialize_str("nan"),
+            x if x > 0.0 => s.serialize_str("inf"),
+            _ => s.serialize_str("-inf"),
+        }
+    }
+}
+
+/// The float a non-finite string stands for.
+fn non_finite(s: &str) -> Option<f64> {
+    match s {
+        "inf" => Some(f64::INFINITY),
+        "-inf" => Some(f64::NEG_INFINITY),
+        "nan" => Some(f64::NAN),
+        _ => None,
+    }
+}
+
+impl<'de> Deserialize<'de> for FloatDoc {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<FloatDoc, D::Error> {
+        let tree = Tree::deserialize(d)?;
+        match tree {
+            Tree::Float(x) => Ok(FloatDoc(x)),
+            Tree::Int(i) => Ok(FloatDoc(i as f64)),
+            Tree::UInt(u) => Ok(FloatDoc(u as f64)),
+            other => other
+                .as_str()
+                .and_then(non_finite)
+                .map(FloatDoc)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format_args!(
+                        "expected a number (or \"inf\", \"-inf\", \"nan\"), got {other}"
+                    ))
+                }),
+        }
+    }
+}
+
+/// A hyperparameter value: a float as [`FloatDoc`], a bool, an integer.
+#[derive(Clone, Copy)]
+struct HyperDoc(HyperValue);
+
+impl Serialize for HyperDoc {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0 {
+            HyperValue::Float(x) => FloatDoc(x).serialize(s),
+            HyperValue::Bool(b) => s.serialize_bool(b),
+            HyperValue::Int(i) => s.serialize_i64(i),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HyperDoc {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<HyperDoc, D::Error> {
+        // A stored value was valid when saved, infinite ones included (Prodigy's
+        // growth_rate): the checkpoint's non-finite strings, then the rules of configs.
+        let tree = Tree::deserialize(d)?;
+        match tree.as_str().and_then(non_finite) {
+            Some(x) => Ok(HyperDoc(HyperValue::Float(x))),
+            None => hyper_of(&tree)
+                .map(HyperDoc)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn float_pairs(pairs: &[(String, f64)]) -> Vec<(String, FloatDoc)> {
+    pairs
+        .iter()
+        .map(|(n, x)| (n.clone(), FloatDoc(*x)))
+        .collect()
+}
+
+fn hyper_pairs(pairs: &[(String, HyperValue)]) -> Vec<(String, HyperDoc)> {
+    pairs
+        .iter()
+        .map(|(n, v)| (n.clone(), HyperDoc(*v)))
+        .collect()
+}
+
+/// The metadata of one level (a wrapper's inner state is a nested level), collecting its
 /// tensors under `prefix`.
 fn encode_level<'a>(
     state: &'a OptimizerState,
     prefix: &str,
     version: u32,
     tensors: &mut Vec<(String, Tensor<'a>)>,
-) -> Result<Value> {
+) -> Result<LevelDoc> {
     if state.format_version != version {
         return Err(OptimError::Checkpoint(format!(
             "the wrapped state has format version {}, its wrapper {version}",
@@ -342,100 +589,64 @@ fn encode_level<'a>(
                     bytes,
                 },
             ));
-            names.push(Value::String(t.name.clone()));
+            names.push(t.name.clone());
         }
-        params.push(json!({
-            "name": p.param,
-            "step": p.step,
-            "tensors": names,
-            "scalars": p.scalars.iter().map(|(n, x)| json!([n, float(*x)])).collect::<Vec<_>>(),
-        }));
+        params.push(ParamDoc {
+            name: p.param.clone(),
+            scalars: float_pairs(&p.scalars),
+            step: p.step,
+            tensors: names,
+        });
     }
     let inner = match &state.inner {
-        Some(inner) => encode_level(inner, &format!("{prefix}inner/"), version, tensors)?,
-        None => Value::Null,
+        Some(inner) => Some(Box::new(encode_level(
+            inner,
+            &format!("{prefix}inner/"),
+            version,
+            tensors,
+        )?)),
+        None => None,
     };
     let mut routes = Vec::with_capacity(state.routes.len());
     for (i, route) in state.routes.iter().enumerate() {
-        let level = encode_level(&route.state, &route_prefix(prefix, i), version, tensors)?;
-        routes.push(json!({
-            "select": select_json(&route.select),
-            "params": route.params,
-            "state": level,
-        }));
+        let names = route
+            .select
+            .name
+            .as_ref()
+            .map(NamesDoc::of)
+            .unwrap_or_default();
+        routes.push(RouteDoc {
+            params: route.params.clone(),
+            select: SelectDoc {
+                name_contains: names.name_contains,
+                names: names.names,
+                ndim: route.select.ndim,
+            },
+            state: encode_level(&route.state, &route_prefix(prefix, i), version, tensors)?,
+        });
     }
-    let mut level = json!({
-        "optimizer": state.optimizer,
-        "hyper": state.hyper.iter().map(|(n, v)| json!([n, hyper(*v)])).collect::<Vec<_>>(),
-        "groups": state.groups.iter().map(|g| json!({
-            "selector": selector_json(&g.selector),
-            "overrides": g.overrides.iter().map(|(n, v)| json!([n, hyper(*v)])).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "step": state.step,
-        "params": params,
-        "inner": inner,
-    });
-    if !state.globals.is_empty() {
-        level["globals"] = json!(state
-            .globals
+    Ok(LevelDoc {
+        globals: float_pairs(&state.globals),
+        groups: state
+            .groups
             .iter()
-            .map(|(n, x)| json!([n, float(*x)]))
-            .collect::<Vec<_>>());
-    }
-    // Written only for a partition, so that every other optimizer's file is as before.
-    if !routes.is_empty() {
-        level["routes"] = Value::Array(routes);
-    }
-    Ok(level)
+            .map(|g| GroupDoc {
+                overrides: hyper_pairs(&g.overrides),
+                selector: NamesDoc::of(&g.selector),
+            })
+            .collect(),
+        hyper: hyper_pairs(&state.hyper),
+        inner,
+        optimizer: state.optimizer.clone(),
+        params,
+        routes,
+        step: state.step,
+    })
 }
 
 /// Where route `index`'s tensors go: `route/<index>/` under the level's prefix.
 fn route_prefix(prefix: &str, index: usize) -> String {
     format!("{prefix}route/{index}/")
-}
-
-fn selector_json(selector: &Selector) -> Value {
-    match selector {
-        Selector::Names(n) => json!({"names": n}),
-        Selector::NameContains(n) => json!({"name_contains": n}),
-    }
-}
-
-/// A route's selector as the registry writes it: `{"ndim": 2, "name_contains": [...]}`,
-/// `{}` for a catch-all.
-fn select_json(select: &RouteSelect) -> Value {
-    let mut map = match &select.name {
-        Some(selector) => match selector_json(selector) {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        },
-        None => Map::new(),
-    };
-    if let Some(ndim) = select.ndim {
-        map.insert("ndim".into(), json!(ndim));
-    }
-    Value::Object(map)
-}
-
-/// A float that reads back bit for bit: a JSON number, or `"inf"`, `"-inf"`, `"nan"`.
-fn float(x: f64) -> Value {
-    if x.is_finite() {
-        json!(x)
-    } else if x.is_nan() {
-        json!("nan")
-    } else if x > 0.0 {
-        json!("inf")
-    } else {
-        json!("-inf")
-    }
-}
-
-fn hyper(v: HyperValue) -> Value {
-    match v {
-        HyperValue::Float(x) => float(x),
-        HyperValue::Bool(b) => json!(b),
-        HyperValue::Int(i) => json!(i),
-    }
 }
 
 /// CRC-32 of the metadata and of every tensor (name, dtype, shape, bytes), each
@@ -476,166 +687,51 @@ fn bad(path: &str, what: &str) -> OptimError {
     OptimError::Checkpoint(format!("metadata `{path}`: {what}"))
 }
 
-/// The fields of a JSON object, exactly `keys` (none missing, none extra).
-fn object<'v>(v: &'v Value, path: &str, keys: &[&str]) -> Result<&'v Map<String, Value>> {
-    object_with(v, path, keys, &[])
+fn floats(pairs: Vec<(String, FloatDoc)>) -> Vec<(String, f64)> {
+    pairs.into_iter().map(|(n, x)| (n, x.0)).collect()
 }
 
-/// The fields of a JSON object: every one of `keys`, any of `optional`, nothing else.
-fn object_with<'v>(
-    v: &'v Value,
-    path: &str,
-    keys: &[&str],
-    optional: &[&str],
-) -> Result<&'v Map<String, Value>> {
-    let map = v
-        .as_object()
-        .ok_or_else(|| bad(path, "expected an object"))?;
-    if let Some(k) = keys.iter().find(|k| !map.contains_key(**k)) {
-        return Err(bad(path, &format!("field `{k}` is missing")));
-    }
-    if let Some(k) = map
-        .keys()
-        .find(|k| !keys.contains(&k.as_str()) && !optional.contains(&k.as_str()))
-    {
-        return Err(bad(path, &format!("unknown field `{k}`")));
-    }
-    Ok(map)
+fn hypers(pairs: Vec<(String, HyperDoc)>) -> Vec<(String, HyperValue)> {
+    pairs.into_iter().map(|(n, v)| (n, v.0)).collect()
 }
 
-fn array<'v>(v: &'v Value, path: &str) -> Result<&'v Vec<Value>> {
-    v.as_array().ok_or_else(|| bad(path, "expected a list"))
-}
-
-fn string<'v>(v: &'v Value, path: &str) -> Result<&'v str> {
-    v.as_str().ok_or_else(|| bad(path, "expected a string"))
-}
-
-fn count(v: &Value, path: &str) -> Result<u64> {
-    v.as_u64()
-        .ok_or_else(|| bad(path, "expected a non-negative integer"))
-}
-
-fn read_float(v: &Value, path: &str) -> Result<f64> {
-    match v {
-        Value::Number(n) => n.as_f64().ok_or_else(|| bad(path, "not a float")),
-        Value::String(s) if s == "inf" => Ok(f64::INFINITY),
-        Value::String(s) if s == "-inf" => Ok(f64::NEG_INFINITY),
-        Value::String(s) if s == "nan" => Ok(f64::NAN),
-        _ => Err(bad(
-            path,
-            "expected a number (or \"inf\", \"-inf\", \"nan\")",
-        )),
-    }
-}
-
-fn read_hyper(v: &Value, path: &str) -> Result<HyperValue> {
-    match v {
-        Value::Bool(b) => Ok(HyperValue::Bool(*b)),
-        Value::Number(n) if n.is_f64() => Ok(HyperValue::Float(read_float(v, path)?)),
-        Value::Number(n) => n
-            .as_i64()
-            .map(HyperValue::Int)
-            .ok_or_else(|| bad(path, "integer out of range")),
-        Value::String(_) => Ok(HyperValue::Float(read_float(v, path)?)),
-        _ => Err(bad(path, "expected a number or a bool")),
-    }
-}
-
-/// `[["name", value], ...]`, read by `f`.
-fn pairs<X>(
-    v: &Value,
-    path: &str,
-    f: impl Fn(&Value, &str) -> Result<X>,
-) -> Result<Vec<(String, X)>> {
-    array(v, path)?
-        .iter()
-        .enumerate()
-        .map(|(i, pair)| {
-            let path = format!("{path}[{i}]");
-            match pair.as_array().map(Vec::as_slice) {
-                Some([name, value]) => Ok((
-                    string(name, &format!("{path}[0]"))?.to_string(),
-                    f(value, &format!("{path}[1]"))?,
-                )),
-                _ => Err(bad(&path, "expected a [name, value] pair")),
-            }
-        })
-        .collect()
-}
-
-fn strings(v: &Value, path: &str) -> Result<Vec<String>> {
-    array(v, path)?
-        .iter()
-        .enumerate()
-        .map(|(i, s)| string(s, &format!("{path}[{i}]")).map(str::to_string))
-        .collect()
-}
-
-/// One level of the state JSON, with the tensors it names taken from `views` (their
-/// names added to `used`).
+/// One level of the state metadata at `path`, with the tensors it names taken from
+/// `stored` (their names added to `used`).
 fn decode_level(
-    v: &Value,
+    doc: LevelDoc,
     path: &str,
     prefix: &str,
     version: u32,
     stored: &HashMap<String, Stored<'_>>,
     used: &mut Used,
 ) -> Result<OptimizerState> {
-    let m = object_with(
-        v,
-        path,
-        &["optimizer", "hyper", "groups", "step", "params", "inner"],
-        // Written only by a partition, and by optimizers with optimizer-wide states.
-        &["routes", "globals"],
-    )?;
-    let globals = match m.get("globals") {
-        Some(g) => pairs(g, &format!("{path}.globals"), read_float)?,
-        None => Vec::new(),
-    };
-    let optimizer = string(&m["optimizer"], &format!("{path}.optimizer"))?.to_string();
-    let hyper = pairs(&m["hyper"], &format!("{path}.hyper"), read_hyper)?;
-    let groups = array(&m["groups"], &format!("{path}.groups"))?
-        .iter()
+    let groups = doc
+        .groups
+        .into_iter()
         .enumerate()
         .map(|(i, g)| {
-            let path = format!("{path}.groups[{i}]");
-            let gm = object(g, &path, &["selector", "overrides"])?;
-            let spath = format!("{path}.selector");
-            let sel = gm["selector"]
-                .as_object()
-                .ok_or_else(|| bad(&spath, "expected an object"))?;
-            let selector = match (sel.len(), read_selector(sel, &spath)?) {
-                (1, Some(selector)) => selector,
-                _ => {
-                    return Err(bad(
-                        &spath,
-                        "expected {\"names\": [...]} or {\"name_contains\": [...]}",
-                    ))
-                }
-            };
+            let spath = format!("{path}.groups[{i}].selector");
+            let selector = g.selector.selector(&spath)?.ok_or_else(|| {
+                bad(
+                    &spath,
+                    "expected {\"names\": [...]} or {\"name_contains\": [...]}",
+                )
+            })?;
             Ok(GroupState {
                 selector,
-                overrides: pairs(&gm["overrides"], &format!("{path}.overrides"), read_hyper)?,
+                overrides: hypers(g.overrides),
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let step = count(&m["step"], &format!("{path}.step"))?;
-    let mut params = Vec::new();
-    for (i, p) in array(&m["params"], &format!("{path}.params"))?
-        .iter()
-        .enumerate()
-    {
-        let ppath = format!("{path}.params[{i}]");
-        let pm = object(p, &ppath, &["name", "step", "tensors", "scalars"])?;
-        let name = string(&pm["name"], &format!("{ppath}.name"))?.to_string();
-        let mut tensors = Vec::new();
-        for tname in strings(&pm["tensors"], &format!("{ppath}.tensors"))? {
-            let key = tensor_key(prefix, &name, &tname);
+    let mut params = Vec::with_capacity(doc.params.len());
+    for p in doc.params {
+        let mut tensors = Vec::with_capacity(p.tensors.len());
+        for tname in p.tensors {
+            let key = tensor_key(prefix, &p.name, &tname);
             let view = stored.get(&key).ok_or_else(|| {
                 OptimError::Checkpoint(format!(
-                    "tensor `{key}` (state `{tname}` of parameter `{name}`) is missing \
-                     from the file"
+                    "tensor `{key}` (state `{tname}` of parameter `{}`) is missing from the file",
+                    p.name
                 ))
             })?;
             if !used.set.insert(key.clone()) {
@@ -651,84 +747,56 @@ fn decode_level(
             used.order.push(key);
         }
         params.push(ParamState {
-            step: count(&pm["step"], &format!("{ppath}.step"))?,
-            scalars: pairs(&pm["scalars"], &format!("{ppath}.scalars"), read_float)?,
-            param: name,
+            param: p.name,
+            step: p.step,
             tensors,
+            scalars: floats(p.scalars),
         });
     }
-    let inner = match &m["inner"] {
-        Value::Null => None,
-        inner => Some(Box::new(decode_level(
-            inner,
+    let inner = match doc.inner {
+        Some(inner) => Some(Box::new(decode_level(
+            *inner,
             &format!("{path}.inner"),
             &format!("{prefix}inner/"),
             version,
             stored,
             used,
         )?)),
+        None => None,
     };
-    let mut routes = Vec::new();
-    if let Some(list) = m.get("routes") {
-        for (i, r) in array(list, &format!("{path}.routes"))?.iter().enumerate() {
-            let rpath = format!("{path}.routes[{i}]");
-            let rm = object(r, &rpath, &["select", "params", "state"])?;
-            let spath = format!("{rpath}.select");
-            let sel = object_with(
-                &rm["select"],
-                &spath,
-                &[],
-                &["ndim", "names", "name_contains"],
-            )?;
-            let ndim = match sel.get("ndim") {
-                Some(n) => Some(
-                    usize::try_from(count(n, &format!("{spath}.ndim"))?)
-                        .map_err(|_| bad(&format!("{spath}.ndim"), "too large"))?,
-                ),
-                None => None,
-            };
-            if sel.contains_key("names") && sel.contains_key("name_contains") {
-                return Err(bad(&spath, "give `names` or `name_contains`, not both"));
-            }
-            routes.push(RouteState {
-                select: RouteSelect {
-                    ndim,
-                    name: read_selector(sel, &spath)?,
-                },
-                params: strings(&rm["params"], &format!("{rpath}.params"))?,
-                state: decode_level(
-                    &rm["state"],
-                    &format!("{rpath}.state"),
-                    &route_prefix(prefix, i),
-                    version,
-                    stored,
-                    used,
-                )?,
-            });
-        }
+    let mut routes = Vec::with_capacity(doc.routes.len());
+    for (i, r) in doc.routes.into_iter().enumerate() {
+        let rpath = format!("{path}.routes[{i}]");
+        let names = NamesDoc {
+            name_contains: r.select.name_contains,
+            names: r.select.names,
+        };
+        routes.push(RouteState {
+            select: RouteSelect {
+                ndim: r.select.ndim,
+                name: names.selector(&format!("{rpath}.select"))?,
+            },
+            params: r.params,
+            state: decode_level(
+                r.state,
+                &format!("{rpath}.state"),
+                &route_prefix(prefix, i),
+                version,
+                stored,
+                used,
+            )?,
+        });
     }
     Ok(OptimizerState {
         format_version: version,
-        optimizer,
-        hyper,
+        optimizer: doc.optimizer,
+        hyper: hypers(doc.hyper),
         groups,
-        step,
+        step: doc.step,
         params,
-        globals,
+        globals: floats(doc.globals),
         inner,
         routes,
-    })
-}
-
-/// The name selector of a group or route: its `names` or `name_contains` list, if any.
-fn read_selector(map: &Map<String, Value>, path: &str) -> Result<Option<Selector>> {
-    Ok(match (map.get("names"), map.get("name_contains")) {
-        (Some(n), _) => Some(Selector::Names(strings(n, &format!("{path}.names"))?)),
-        (None, Some(n)) => Some(Selector::NameContains(strings(
-            n,
-            &format!("{path}.name_contains"),
-        )?)),
-        (None, None) => None,
     })
 }
 
@@ -759,33 +827,48 @@ fn tensor_data(key: &str, dtype: Dtype, bytes: &[u8]) -> Result<TensorData> {
 // ---------------------------------------------------------------------------------------
 // Atomic write
 
-/// Writes `bytes` to a fresh temporary file next to `path`, syncs it, and renames it over
-/// `path`; removes the temporary file on any error. `fail_after` (tests) simulates a crash
-/// after that many bytes.
+/// Writes `bytes` to a fresh temporary file next to `path` (next to the file it names,
+/// if `path` is a symbolic link), syncs it, and renames it over that file; removes the
+/// temporary file on any error. `fail_after` (tests) simulates a crash after that many
+/// bytes.
 fn write_atomic(path: &Path, bytes: &[u8], fail_after: Option<usize>) -> Result<()> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let err = |what: &str, e: std::io::Error| {
         OptimError::Checkpoint(format!("cannot write `{}`: {what}: {e}", path.display()))
     };
-    let file_name = path.file_name().ok_or_else(|| {
-        OptimError::Checkpoint(format!("`{}` is not a file path", path.display()))
-    })?;
-    let dir = match path.parent() {
+    // Renaming onto a link would replace the link itself: write where it points instead.
+    let target = follow_links(path)?;
+    if target.file_name().is_none() {
+        return Err(OptimError::Checkpoint(format!(
+            "`{}` is not a file path",
+            path.display()
+        )));
+    }
+    let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| err("cannot create a temporary file beside it", e))?;
+    // A short name whatever the target's (a name derived from it would pass the 255-byte
+    // limit for long ones), unique per process and call; `create_new` skips any left by
+    // an earlier process with the same id.
+    let mut attempt = 0;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(
+            ".optim-ckpt-{}-{}.tmp",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 64 => attempt += 1,
+            Err(e) => return Err(err("cannot create a temporary file beside it", e)),
+        }
+    };
     let written = (|| {
         match fail_after {
             Some(n) => {
@@ -800,7 +883,7 @@ fn write_atomic(path: &Path, bytes: &[u8], fail_after: Option<usize>) -> Result<
         }
         file.flush().map_err(|e| err("flush", e))?;
         file.sync_all().map_err(|e| err("sync", e))?;
-        std::fs::rename(&tmp, path).map_err(|e| err("rename", e))
+        std::fs::rename(&tmp, &target).map_err(|e| err("rename", e))
     })();
     drop(file);
     if let Err(e) = written {
@@ -813,6 +896,37 @@ fn write_atomic(path: &Path, bytes: &[u8], fail_after: Option<usize>) -> Result<
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// `path` with every symbolic link at its end followed (a dangling link gives the path
+/// it points to); other errors are left for the write itself to report.
+fn follow_links(path: &Path) -> Result<std::path::PathBuf> {
+    // Linux's own limit on links followed in one lookup.
+    const MAX_LINKS: usize = 40;
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match std::fs::symlink_metadata(&current) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&current).map_err(|e| {
+                    OptimError::Checkpoint(format!(
+                        "cannot write `{}`: cannot read the link `{}`: {e}",
+                        path.display(),
+                        current.display()
+                    ))
+                })?;
+                // A relative link is relative to the directory holding it.
+                current = match current.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(OptimError::Checkpoint(format!(
+        "cannot write `{}`: more than {MAX_LINKS} levels of symbolic links (a loop?)",
+        path.display()
+    )))
 }
 
 #[cfg(test)]
@@ -862,20 +976,19 @@ mod tests {
             f64::INFINITY,
             f64::NEG_INFINITY,
         ] {
-            let text = float(x).to_string();
-            let back = read_float(&serde_json::from_str(&text).unwrap(), "x").unwrap();
-            assert_eq!(back.to_bits(), x.to_bits(), "{x:e} written as {text}");
-            let h = read_hyper(
-                &serde_json::from_str(&hyper(HyperValue::Float(x)).to_string()).unwrap(),
-                "x",
-            )
-            .unwrap();
+            let text = serde_json::to_string(&FloatDoc(x)).unwrap();
+            let back: FloatDoc = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.0.to_bits(), x.to_bits(), "{x:e} written as {text}");
+            let text = serde_json::to_string(&HyperDoc(HyperValue::Float(x))).unwrap();
+            let h = serde_json::from_str::<HyperDoc>(&text).unwrap().0;
             assert_eq!(h.as_f64().map(f64::to_bits), Some(x.to_bits()));
             assert!(matches!(h, HyperValue::Float(_)), "{x} read back as {h:?}");
         }
-        assert!(read_float(&float(f64::NAN), "x").unwrap().is_nan());
+        let nan = serde_json::to_string(&FloatDoc(f64::NAN)).unwrap();
+        assert!(serde_json::from_str::<FloatDoc>(&nan).unwrap().0.is_nan());
+        let int = serde_json::to_string(&HyperDoc(HyperValue::Int(-3))).unwrap();
         assert_eq!(
-            read_hyper(&hyper(HyperValue::Int(-3)), "x").unwrap(),
+            serde_json::from_str::<HyperDoc>(&int).unwrap().0,
             HyperValue::Int(-3)
         );
     }

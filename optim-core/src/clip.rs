@@ -18,17 +18,38 @@ use crate::scalar::Scalar;
 /// never divides by (nearly) zero.
 const NORM_EPS: f64 = 1e-6;
 
-/// The global L2 norm of all gradients, accumulated in `f64`:
-/// `sqrt(Σ_params Σ_elements g²)`.
+/// Below this, a sum of squares may have lost squares to underflow (`(1e-200)²` is 0):
+/// the smallest normal f64 over ε, so what underflow can lose (under 2⁻¹⁰⁷⁴ a square) is
+/// far below the sum's own rounding.
+const MIN_EXACT_SUM: f64 = f64::MIN_POSITIVE / f64::EPSILON;
+
+/// The global L2 norm of all gradients, in `f64`: `‖g‖ = sqrt(Σ_params Σ_elements g²)`.
 ///
 /// A sparse-row gradient counts as the dense gradient it stands for: repeated rows are
 /// summed first (as the optimizer will sum them), then squared.
+///
+/// The norm is finite whenever the true norm is, though the squares of finite f64
+/// gradients may overflow (`(1e200)²`) or underflow (`(1e-200)²`): when their plain sum is
+/// infinite, or too small to be exact, the norm is computed again scaled by the largest
+/// magnitude `M`, as `M · sqrt(Σ (g/M)²)` (each `(g/M)² ≤ 1`). A NaN gradient gives NaN, an
+/// infinite one inf.
 pub fn grad_norm<T: Scalar>(grads: &Grads<T>) -> f64 {
-    grads
-        .iter()
-        .map(|(_, grad)| squared_norm(grad))
-        .sum::<f64>()
-        .sqrt()
+    let sum: f64 = grads.iter().map(|(_, grad)| squared_norm(grad)).sum();
+    if sum.is_nan() || (sum.is_finite() && sum >= MIN_EXACT_SUM) {
+        return sum.sqrt();
+    }
+    let mut max = 0.0f64;
+    for (_, grad) in grads.iter() {
+        for_each_value(grad, |g| max = max.max(g.abs()));
+    }
+    if max == 0.0 || max.is_infinite() {
+        return max; // every gradient zero, or one infinite
+    }
+    let mut scaled = 0.0;
+    for (_, grad) in grads.iter() {
+        for_each_value(grad, |g| scaled += (g / max) * (g / max));
+    }
+    max * scaled.sqrt()
 }
 
 /// Scales every gradient so that their global norm is at most `max_norm`, and returns the
@@ -36,7 +57,8 @@ pub fn grad_norm<T: Scalar>(grads: &Grads<T>) -> f64 {
 ///
 /// With `total = `[`grad_norm`]`(grads)`: if `total > max_norm`, every gradient (dense and
 /// sparse-row values) is multiplied by `max_norm / (total + 1e-6)`; otherwise nothing
-/// changes. A non-finite total (a NaN or infinite gradient) is returned as is and the
+/// changes. A non-finite total (a NaN or infinite gradient, or a norm beyond `f64::MAX`)
+/// is returned as is and the
 /// gradients are left untouched, so the caller can see it and skip the step (PyTorch
 /// would multiply by 0 or NaN and hide where the problem came from).
 ///
@@ -111,9 +133,12 @@ fn has_repeats(rows: &[usize]) -> bool {
     !rows.iter().all(|r| seen.insert(*r))
 }
 
-/// Squared norm after summing repeated rows (in `f64`). A row count that does not match
+/// Each row given, with its entries summed (in `f64`). A row count that does not match
 /// `values` is the optimizer's error to report; here every row present is used.
-fn summed_rows_squared_norm<T: Scalar>(rows: &[usize], values: &ndarray::Array2<T>) -> f64 {
+fn summed_rows<T: Scalar>(
+    rows: &[usize],
+    values: &ndarray::Array2<T>,
+) -> std::collections::HashMap<usize, Vec<f64>> {
     let mut summed: std::collections::HashMap<usize, Vec<f64>> = std::collections::HashMap::new();
     for (row, value_row) in rows.iter().zip(values.rows()) {
         let acc = summed
@@ -123,7 +148,29 @@ fn summed_rows_squared_norm<T: Scalar>(rows: &[usize], values: &ndarray::Array2<
             *a += Scalar::to_f64(*g);
         }
     }
-    summed.values().flatten().map(|a| a * a).sum()
+    summed
+}
+
+/// Squared norm after summing repeated rows (in `f64`).
+fn summed_rows_squared_norm<T: Scalar>(rows: &[usize], values: &ndarray::Array2<T>) -> f64 {
+    summed_rows(rows, values)
+        .values()
+        .flatten()
+        .map(|a| a * a)
+        .sum()
+}
+
+/// Calls `f` with every value of the dense gradient `grad` stands for, in `f64`, but the
+/// zeros of the rows a sparse gradient leaves out (a repeated row once, summed).
+fn for_each_value<T: Scalar>(grad: &Grad<T>, mut f: impl FnMut(f64)) {
+    match grad {
+        Grad::Dense(values) => values.iter().for_each(|&g| f(Scalar::to_f64(g))),
+        Grad::Rows { rows, values } if has_repeats(rows) => summed_rows(rows, values)
+            .values()
+            .flatten()
+            .for_each(|&g| f(g)),
+        Grad::Rows { values, .. } => values.iter().for_each(|&g| f(Scalar::to_f64(g))),
+    }
 }
 
 #[cfg(test)]

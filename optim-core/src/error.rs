@@ -145,6 +145,17 @@ pub enum OptimError {
         /// The value (NaN, inf or -inf).
         value: f64,
     },
+    /// A step or load that failed on one process of a group (`optim-dist`): every
+    /// process of the group returns this same error, and nothing changed on any.
+    #[error("rank {rank} of {size}: {message}")]
+    Distributed {
+        /// The lowest rank that failed.
+        rank: usize,
+        /// Number of processes in the group.
+        size: usize,
+        /// That rank's error.
+        message: String,
+    },
 }
 
 fn did_you_mean(s: &Option<String>) -> String {

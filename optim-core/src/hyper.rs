@@ -84,7 +84,8 @@ impl fmt::Display for HyperKind {
 /// One end of a valid range.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Bound {
-    /// No limit on this side.
+    /// No limit on this side but infinity itself: the open end `-inf` or `inf` of the
+    /// interval.
     Unbounded,
     /// The end itself is valid.
     Inclusive(f64),
@@ -93,6 +94,10 @@ pub enum Bound {
 }
 
 /// The valid range of a numeric hyperparameter, as declared with `in lo..hi`.
+///
+/// A range holds finite values only, unless one of its ends is an inclusive infinity:
+/// `0.0..` is `[0, inf)`, which holds neither inf nor NaN, while `1.0..=inf` (`hi =
+/// Inclusive(inf)`) is `[1, inf]` and holds inf (Prodigy's unbounded growth rate).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Range {
     /// Lower end.
@@ -102,27 +107,27 @@ pub struct Range {
 }
 
 impl Range {
-    /// Every value.
+    /// Every finite value, `(-inf, inf)` (and the range of bools, which have none).
     pub const ANY: Range = Range {
         lo: Bound::Unbounded,
         hi: Bound::Unbounded,
     };
 
-    /// Whether `x` lies in the range (NaN never does).
+    /// Whether `x` lies in the range: `lo ≤ x` (`<` if exclusive) and `x ≤ hi` (`<` if
+    /// exclusive), an unbounded end being the open `-inf` or `inf`. NaN never lies in a
+    /// range, and ±inf only at an inclusive infinite end.
     pub fn contains(&self, x: f64) -> bool {
-        if x.is_nan() {
-            return false;
-        }
         let lo_ok = match self.lo {
-            Bound::Unbounded => true,
+            Bound::Unbounded => x > f64::NEG_INFINITY,
             Bound::Inclusive(l) => x >= l,
             Bound::Exclusive(l) => x > l,
         };
         let hi_ok = match self.hi {
-            Bound::Unbounded => true,
+            Bound::Unbounded => x < f64::INFINITY,
             Bound::Inclusive(h) => x <= h,
             Bound::Exclusive(h) => x < h,
         };
+        // Every comparison with NaN is false, so NaN fails both.
         lo_ok && hi_ok
     }
 }

@@ -28,6 +28,7 @@ pub mod scalar;
 pub mod schedule;
 pub mod state;
 pub mod suggest;
+pub mod tree;
 pub mod wrapper;
 
 pub use algorithm::{
@@ -40,7 +41,7 @@ pub use hyper::{Bound, HyperKind, HyperSpec, HyperValue, Range};
 pub use kernel::{num_threads, set_num_threads, Isa};
 pub use nonfinite::NonFinitePolicy;
 pub use optim::Optim;
-pub use optimizer::Optimizer;
+pub use optimizer::{Optimizer, SumHook};
 pub use params::{Grad, Grads, Params};
 pub use partition::{Partition, Route, RouteSelect};
 pub use scalar::{DType, Scalar};

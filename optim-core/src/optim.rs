@@ -15,7 +15,7 @@ use crate::group::{Group, Selector};
 use crate::hyper::{find_spec, HyperSpec, HyperValue};
 use crate::kernel;
 use crate::nonfinite::{first_non_finite_in, NonFinitePolicy};
-use crate::optimizer::Optimizer;
+use crate::optimizer::{Optimizer, SumHook};
 use crate::params::{Grads, Params};
 use crate::scalar::Scalar;
 use crate::state::{GroupState, OptimizerState, MAX_STEP, STATE_FORMAT_VERSION};
@@ -85,6 +85,8 @@ pub struct Optim<A: Algorithm, T: Scalar> {
     shares: Vec<f64>,
     /// The sums over every parameter, as they are added up (a step's buffer).
     totals: Vec<f64>,
+    /// Adds up the sums across processes ([`Optimizer::set_sum_hook`]).
+    sum_hook: Option<SumHook>,
 }
 
 impl<A: Algorithm, T: Scalar> Optim<A, T> {
@@ -107,6 +109,7 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
             frame,
             shares: Vec::new(),
             totals: Vec::new(),
+            sum_hook: None,
             base: hyper,
             groups: Vec::new(),
             resolved: Vec::new(),
@@ -148,6 +151,12 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
     pub fn exclude_from_weight_decay(&mut self, name_parts: &[&str]) -> Result<()> {
         find_spec(A::NAME, A::HYPERS, "weight_decay")?;
         self.add_group(Group::name_contains(name_parts.iter().copied()).set("weight_decay", 0.0))
+    }
+
+    /// The hyperparameters the parameter `name` runs under (uncached: for export and
+    /// evaluation; the step caches the group in the slot, see [`hyper_for`]).
+    fn hyper_by_name(&self, name: &str) -> &A {
+        hyper_of(&self.base, &self.resolved, group_of(&self.groups, name))
     }
 
     /// `base` with `group`'s overrides, checked by the algorithm's own validation.
@@ -228,11 +237,13 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
         let first_new = self.slots.len();
         let mut new = Vec::new();
         for entry in plan.iter_mut().filter(|e| e.slot.is_none() && !e.skip) {
-            let (name, param) = params.entry(entry.position);
-            let group = self.groups.iter().position(|g| g.selector.matches(name));
-            let a = group
-                .and_then(|g| self.resolved.get(g))
-                .unwrap_or(&self.base);
+            // Positions come from `check_and_plan`; one past the end gets no slot and is
+            // then not stepped.
+            let Some((name, param)) = params.entry(entry.position) else {
+                continue;
+            };
+            let group = group_of(&self.groups, name);
+            let a = hyper_of(&self.base, &self.resolved, group);
             let mut slot = Slot::unprepared(a, param);
             (slot.group, slot.epoch) = (group, self.epoch);
             entry.slot = Some(self.slots.insert(name, slot));
@@ -260,7 +271,19 @@ struct Plan {
     skip: bool,
 }
 
-/// The hyperparameters the parameter `name` runs under, caching its group in `slot`.
+/// The group of the parameter `name`: the first whose selector matches it (`None`: no
+/// group, the base hyperparameters). The one place this is decided.
+fn group_of(groups: &[Group], name: &str) -> Option<usize> {
+    groups.iter().position(|g| g.selector.matches(name))
+}
+
+/// The hyperparameters of `group`: its resolved overrides, or the base ones for `None`.
+fn hyper_of<'a, A>(base: &'a A, resolved: &'a [A], group: Option<usize>) -> &'a A {
+    group.and_then(|g| resolved.get(g)).unwrap_or(base)
+}
+
+/// The hyperparameters the parameter `name` runs under, caching its group in `slot`
+/// (the step's path: a group search only after the groups changed).
 fn hyper_for<'a, A, T>(
     base: &'a A,
     groups: &[Group],
@@ -270,10 +293,10 @@ fn hyper_for<'a, A, T>(
     slot: &mut Slot<T>,
 ) -> &'a A {
     if slot.epoch != epoch {
-        slot.group = groups.iter().position(|g| g.selector.matches(name));
+        slot.group = group_of(groups, name);
         slot.epoch = epoch;
     }
-    slot.group.and_then(|g| resolved.get(g)).unwrap_or(base)
+    hyper_of(base, resolved, slot.group)
 }
 
 /// Rejects selectors that can never (or always, by accident) match.
@@ -389,9 +412,10 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
                 continue;
             }
             let index = entry.position;
-            let (name, param) = params.entry_mut(index);
             // `complete_plan` gave every stepped parameter a slot.
-            let Some(at) = entry.slot else { continue };
+            let (Some((name, param)), Some(at)) = (params.entry_mut(index), entry.slot) else {
+                continue;
+            };
             slots.remember(index, at);
             let slot = slots.at_mut(at);
             let a = hyper_for(base, groups, resolved, *epoch, name, slot);
@@ -454,13 +478,7 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
             .slots
             .sorted()
             .into_iter()
-            .map(|(name, slot)| {
-                let group = self.groups.iter().position(|g| g.selector.matches(name));
-                let a = group
-                    .and_then(|g| self.resolved.get(g))
-                    .unwrap_or(&self.base);
-                slot.export(name, a)
-            })
+            .map(|(name, slot)| slot.export(name, self.hyper_by_name(name)))
             .collect();
         OptimizerState {
             format_version: STATE_FORMAT_VERSION,
@@ -509,8 +527,7 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
             .map(|g| Self::resolve(&base, g))
             .collect::<Result<Vec<_>>>()?;
         let slots = slot::import_all(&state.params, params, |name| {
-            let group = groups.iter().position(|g| g.selector.matches(name));
-            group.and_then(|g| resolved.get(g)).unwrap_or(&base)
+            hyper_of(&base, &resolved, group_of(&groups, name))
         })?;
         let frame = import_globals::<A>(&base, &state.globals)?;
         self.base = base;
@@ -540,15 +557,11 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
         if !A::EVAL {
             return Ok(());
         }
-        for index in 0..out.len() {
-            let (name, target) = out.entry_mut(index);
+        for (name, target) in out.iter_mut() {
             let (Some(slot), Some(w)) = (self.slots.get(name), params.get(name)) else {
                 continue; // no state yet: its evaluation weights are its weights
             };
-            let group = self.groups.iter().position(|g| g.selector.matches(name));
-            let a = group
-                .and_then(|g| self.resolved.get(g))
-                .unwrap_or(&self.base);
+            let a = self.hyper_by_name(name);
             if let (Some(w), Some(target)) = (w.as_slice(), target.as_slice_mut()) {
                 a.eval(slot.t, &slot.shape, &slot.scalars, w, &slot.states, target);
             }
@@ -563,6 +576,25 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
 
     fn non_finite_policy(&self) -> NonFinitePolicy {
         self.policy
+    }
+
+    fn elementwise(&self) -> bool {
+        A::ELEMENTWISE
+    }
+
+    fn global_sums(&self) -> bool {
+        A::SUMS > 0
+    }
+
+    fn set_sum_hook(&mut self, hook: Option<SumHook>) -> Result<()> {
+        if hook.is_some() && A::SUMS == 0 {
+            return Err(OptimError::Config(format!(
+                "{} does not sum over every parameter, so it takes no sum hook",
+                A::NAME
+            )));
+        }
+        self.sum_hook = hook;
+        Ok(())
     }
 
     fn skipped(&self) -> &[String] {
@@ -687,6 +719,8 @@ impl<A: Algorithm, T: Scalar> Clone for Optim<A, T> {
             frame: self.frame.clone(),
             shares: Vec::new(),
             totals: Vec::new(),
+            // A hook belongs to one process's group of collectives, not to copies.
+            sum_hook: None,
         }
     }
 }

@@ -8,6 +8,10 @@ use crate::params::{Grads, Params};
 use crate::scalar::Scalar;
 use crate::state::OptimizerState;
 
+/// Called with a step's sums over every parameter (see [`Optimizer::set_sum_hook`]),
+/// after they are added up and before the optimizer-wide code reads them.
+pub type SumHook = std::sync::Arc<dyn Fn(&mut [f64]) + Send + Sync>;
+
 /// A stateful optimizer over named parameters of element type `T`.
 pub trait Optimizer<T: Scalar>: Send + std::fmt::Debug {
     /// Registry name (`"adam"`, `"lookahead"`).
@@ -79,6 +83,31 @@ pub trait Optimizer<T: Scalar>: Send + std::fmt::Debug {
     /// all finite (under [`NonFinitePolicy::SkipParam`]), in gradient order.
     fn skipped(&self) -> &[String] {
         &[]
+    }
+
+    /// Whether the update is element-wise ([`crate::Algorithm::ELEMENTWISE`]; a wrapper
+    /// only if its rule and its inner optimizer are): then it may be stepped on any
+    /// pieces of the parameters. `false`, the default, is always safe.
+    fn elementwise(&self) -> bool {
+        false
+    }
+    /// Whether a step sums over every parameter it steps (`total_sum`, Prodigy).
+    fn global_sums(&self) -> bool {
+        false
+    }
+    /// Installs `hook` on the sums over every parameter: each phase's sums `S` (over the
+    /// parameters this optimizer steps) are replaced by `hook(S)` before they are used,
+    /// so that processes each stepping a part of the parameters can add theirs up
+    /// (`optim-dist`). Not state: clones and checkpoints do not carry it. The default
+    /// accepts only `None`.
+    fn set_sum_hook(&mut self, hook: Option<SumHook>) -> Result<()> {
+        match hook {
+            None => Ok(()),
+            Some(_) => Err(OptimError::Config(format!(
+                "{} does not sum over every parameter, so it takes no sum hook",
+                self.name()
+            ))),
+        }
     }
 }
 

@@ -138,14 +138,14 @@ impl<T: Scalar> Params<T> {
         self.arrays.iter().map(|a| a.len()).sum()
     }
 
-    /// The parameter at `index` (in insertion order) with its name.
-    pub fn entry(&self, index: usize) -> (&str, &ArrayD<T>) {
-        (&self.names[index], &self.arrays[index])
+    /// The parameter at `index` (in insertion order) with its name; `None` past the end.
+    pub fn entry(&self, index: usize) -> Option<(&str, &ArrayD<T>)> {
+        Some((self.names.get(index)?, self.arrays.get(index)?))
     }
 
-    /// The parameter at `index` with its name, mutably.
-    pub fn entry_mut(&mut self, index: usize) -> (&str, &mut ArrayD<T>) {
-        (&self.names[index], &mut self.arrays[index])
+    /// The parameter at `index` with its name, mutably; `None` past the end.
+    pub fn entry_mut(&mut self, index: usize) -> Option<(&str, &mut ArrayD<T>)> {
+        Some((self.names.get(index)?, self.arrays.get_mut(index)?))
     }
 
     /// Whether `other` has the same names, in the same order, with the same shapes.
@@ -362,7 +362,8 @@ mod tests {
         assert_eq!(p.index_of("w1"), Some(2));
         assert_eq!(p.get("b").map(|a| a[[0]]), Some(1.0));
         assert_eq!(p.index_of("nope"), None);
-        assert_eq!(p.entry(0).0, "w2");
+        assert_eq!(p.entry(0).map(|(n, _)| n), Some("w2"));
+        assert!(p.entry(3).is_none());
     }
 
     #[test]

@@ -381,10 +381,13 @@ impl<T: Scalar> Partition<T> {
         for (position, &route) in self.plan.param_route.iter().enumerate() {
             let at = self.cursors[route];
             self.cursors[route] += 1;
-            std::mem::swap(
-                params.entry_mut(position).1,
-                self.sets[route].params.entry_mut(at).1,
-            );
+            // `prepare_sets` gave each route's set its parameters, in this order.
+            if let (Some((_, outer)), Some((_, inner))) = (
+                params.entry_mut(position),
+                self.sets[route].params.entry_mut(at),
+            ) {
+                std::mem::swap(outer, inner);
+            }
         }
     }
 
@@ -683,9 +686,10 @@ impl<T: Scalar> Optimizer<T> for Partition<T> {
         self.exchange(params);
         stepped?;
         for &position in &self.plan.new_params {
-            let name = params.entry(position).0;
-            self.assigned
-                .insert(name.to_string(), self.plan.param_route[position]);
+            if let Some((name, _)) = params.entry(position) {
+                self.assigned
+                    .insert(name.to_string(), self.plan.param_route[position]);
+            }
         }
         self.merge_skipped(grads);
         self.steps += 1;
@@ -839,8 +843,11 @@ impl<T: Scalar> Optimizer<T> for Partition<T> {
             // The route writes into `out`'s own arrays, moved in and back.
             let mut route_out = Params::new();
             let positions = || (0..params.len()).filter(|&p| plan.param_route[p] == i);
+            // `out` has `params`' layout (made so above): every position is in it.
             for position in positions() {
-                let (name, array) = out.entry_mut(position);
+                let Some((name, array)) = out.entry_mut(position) else {
+                    continue;
+                };
                 let array = std::mem::replace(array, placeholder::<T>());
                 route_out.insert(name, array)?;
             }
@@ -849,8 +856,10 @@ impl<T: Scalar> Optimizer<T> for Partition<T> {
                 .eval_params_into(&route_params, &mut route_out);
             let layout_kept = route_out.same_layout(&route_params);
             for (k, position) in positions().enumerate() {
-                if k < route_out.len() {
-                    std::mem::swap(out.entry_mut(position).1, route_out.entry_mut(k).1);
+                if let (Some((_, mine)), Some((_, theirs))) =
+                    (out.entry_mut(position), route_out.entry_mut(k))
+                {
+                    std::mem::swap(mine, theirs);
                 }
             }
             written?;
@@ -893,6 +902,12 @@ impl<T: Scalar> Optimizer<T> for Partition<T> {
 
     fn skipped(&self) -> &[String] {
         &self.skipped
+    }
+
+    /// A route's sums cover only its parameters: a partition takes no sum hook (the
+    /// default refuses one), but says when a route sums.
+    fn global_sums(&self) -> bool {
+        self.routes.iter().any(|r| r.optimizer.global_sums())
     }
 }
 

@@ -30,7 +30,7 @@ pub enum Schedule {
     /// Linear warmup, then linear decay to 0 (BERT; Hugging Face
     /// `get_linear_schedule_with_warmup`):
     ///
-    /// `lr_t = lr · t / warmup` for `t < warmup`, then
+    /// `lr_t = lr · (t / warmup)` for `t < warmup`, then
     /// `lr_t = lr · max(0, (total − t) / (total − warmup))`.
     LinearWarmupDecay {
         /// Peak learning rate, reached at `t = warmup_steps`.
@@ -43,7 +43,7 @@ pub enum Schedule {
     /// Optional linear warmup, then half a cosine wave down to `min_lr` (SGDR without
     /// restarts; Hugging Face `get_cosine_schedule_with_warmup` when `min_lr = 0`):
     ///
-    /// `lr_t = lr · t / warmup` for `t < warmup`, then with
+    /// `lr_t = lr · (t / warmup)` for `t < warmup`, then with
     /// `p = min(1, (t − warmup) / (total − warmup))`:
     /// `lr_t = min_lr + (lr − min_lr) · (1 + cos(π p)) / 2`.
     Cosine {
@@ -56,7 +56,9 @@ pub enum Schedule {
         /// Step at which the learning rate reaches `min_lr`.
         total_steps: u64,
     },
-    /// Step decay (PyTorch `StepLR`): `lr_t = lr · gamma^⌊t / step_size⌋`.
+    /// Step decay (PyTorch `StepLR`): `lr_t = lr · gamma^⌊t / step_size⌋` (computed as
+    /// `exp(ln lr + ⌊t / step_size⌋ · ln gamma)` where the power alone would overflow or
+    /// underflow).
     StepDecay {
         /// Initial learning rate.
         lr: f64,
@@ -133,7 +135,7 @@ impl Schedule {
     /// `warmup_steps ≤ total_steps`, `gamma > 0`, `step_size ≥ 1`.
     pub fn check(&self) -> Result<()> {
         let range = |name: &str, value: f64, range: Range| {
-            if range.contains(value) && value.is_finite() {
+            if range.contains(value) {
                 Ok(())
             } else {
                 Err(OptimError::HyperRange {
@@ -219,7 +221,7 @@ impl Schedule {
                 total_steps,
             } => {
                 if step < warmup_steps {
-                    lr * t / warmup_steps as f64
+                    lr * warmup_fraction(t, warmup_steps)
                 } else {
                     let left = total_steps.saturating_sub(step) as f64;
                     let span = total_steps.saturating_sub(warmup_steps).max(1) as f64;
@@ -233,10 +235,12 @@ impl Schedule {
                 total_steps,
             } => {
                 if step < warmup_steps {
-                    lr * t / warmup_steps as f64
+                    lr * warmup_fraction(t, warmup_steps)
                 } else {
                     let span = total_steps.saturating_sub(warmup_steps).max(1) as f64;
                     let progress = ((step - warmup_steps) as f64 / span).min(1.0);
+                    // Each factor is at most the one before (0 ≤ min_lr ≤ lr), so nothing
+                    // overflows on the way to a finite value.
                     min_lr + (lr - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
                 }
             }
@@ -245,9 +249,16 @@ impl Schedule {
                 gamma,
                 step_size,
             } => {
-                // Saturate: a u64 exponent this large has underflowed to 0 (or stayed 1) anyway.
-                let decays = i32::try_from(step / step_size.max(1)).unwrap_or(i32::MAX);
-                lr * gamma.powi(decays)
+                let decays = step / step_size.max(1);
+                // Saturate: a u64 exponent this large has overflowed or underflowed anyway.
+                let power = gamma.powi(i32::try_from(decays).unwrap_or(i32::MAX));
+                if power.is_normal() || lr == 0.0 || gamma <= 0.0 {
+                    lr * power
+                } else {
+                    // γⁿ alone overflowed or underflowed, lr·γⁿ need not have (1e-300 ·
+                    // 10⁴⁰⁰ = 1e100): multiply in logs, exp(ln lr + n ln γ).
+                    (lr.ln() + decays as f64 * gamma.ln()).exp()
+                }
             }
         }
     }
@@ -265,13 +276,21 @@ impl Schedule {
 
     /// Sets `optimizer`'s base `"lr"` to [`Schedule::lr_at`]`(step)` and returns that value.
     /// Call it before each update with the number of updates already applied. Groups that
-    /// override `"lr"` keep their own value.
+    /// override `"lr"` keep their own value. A learning rate beyond `f64::MAX` (a growing
+    /// step decay) is refused by `"lr"`'s range, and the optimizer is left as it was.
     pub fn apply<T: Scalar>(&self, step: u64, optimizer: &mut dyn Optimizer<T>) -> Result<f64> {
         self.check()?;
         let lr = self.lr_at(step);
         optimizer.set_hyper("lr", HyperValue::Float(lr))?;
         Ok(lr)
     }
+}
+
+/// `t / warmup`, the share of the warmup done at step `t < warmup`: below 1, so the
+/// learning rate it scales stays finite (`lr · t` first overflows at `lr = f64::MAX`). The
+/// order of Hugging Face's `LambdaLR` factor too.
+fn warmup_fraction(t: f64, warmup: u64) -> f64 {
+    t / warmup as f64
 }
 
 #[cfg(test)]

@@ -142,28 +142,36 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
 
     fn step(&mut self, params: &mut Params<T>, grads: &Grads<T>) -> Result<()> {
         self.check(params, grads)?;
-        // New parameters get their rule state before the inner step (slow weights start
-        // as the initial parameters).
+        // A new parameter's rule state is made before the inner step (slow weights start
+        // as the initial parameters) but kept only once that step succeeded and did not
+        // skip the parameter: a failed step changes nothing, and every kept slot takes a
+        // rule step now, so none is exported at step 0 (which import refuses). A skipped
+        // parameter kept its values, so its slot made at a later step starts the same.
+        let mut fresh = Vec::new();
         for (index, (name, param)) in params.iter().enumerate() {
             if self.slots.locate(index, name).is_none() {
-                let at = self.slots.insert(name, Slot::new(&self.rule, param));
-                self.slots.remember(index, at);
+                fresh.push((index, Slot::new(&self.rule, param)));
             }
         }
-        if let Err(e) = self.inner.step(params, grads) {
-            self.slots.retain(|slot| slot.t > 0);
-            return Err(e);
-        }
+        self.inner.step(params, grads)?;
         self.n += 1;
         // A parameter the inner optimizer skipped (non-finite gradient) is left alone.
         let skipped = self.inner.skipped();
-        for index in 0..params.len() {
-            let (name, param) = params.entry_mut(index);
+        let is_skipped = |name: &str| !skipped.is_empty() && skipped.iter().any(|s| s == name);
+        for (index, slot) in fresh {
+            if let Some((name, _)) = params.entry(index) {
+                if !is_skipped(name) {
+                    let at = self.slots.insert(name, slot);
+                    self.slots.remember(index, at);
+                }
+            }
+        }
+        for (index, (name, param)) in params.iter_mut().enumerate() {
             let Some(at) = self.slots.find(index, name) else {
-                continue; // every parameter got a slot above
+                continue; // skipped at its first step: no rule state yet
             };
             let slot = self.slots.at_mut(at);
-            if !skipped.is_empty() && skipped.iter().any(|s| s == name) {
+            if is_skipped(name) {
                 continue;
             }
             slot.prepare(&self.rule, param);
@@ -249,6 +257,18 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
 
     fn skipped(&self) -> &[String] {
         self.inner.skipped()
+    }
+
+    fn elementwise(&self) -> bool {
+        R::ELEMENTWISE && self.inner.elementwise()
+    }
+
+    fn global_sums(&self) -> bool {
+        self.inner.global_sums()
+    }
+
+    fn set_sum_hook(&mut self, hook: Option<crate::SumHook>) -> Result<()> {
+        self.inner.set_sum_hook(hook)
     }
 }
 

@@ -51,7 +51,17 @@ fn steady_state_steps_do_not_allocate() {
         .add_group(Group::name_contains(["bias"]).set("lr", 0.1))
         .unwrap();
     steady_state_is_allocation_free(&mut dense);
-    steady_state_is_allocation_free(&mut Optim::<LazySgd, f32>::new(lazy).unwrap());
+    steady_state_is_allocation_free(&mut Optim::<LazySgd, f32>::new(lazy.clone()).unwrap());
+    // The scans of the non-finite policies, repeated sparse rows included, allocate nothing
+    // either (their sums are made only for values that could overflow).
+    for policy in [NonFinitePolicy::SkipParam, NonFinitePolicy::Error] {
+        let mut dense = Optim::<Sgd, f32>::new(sgd.clone()).unwrap();
+        dense.set_non_finite_policy(policy).unwrap();
+        steady_state_is_allocation_free(&mut dense);
+        let mut lazy = Optim::<LazySgd, f32>::new(lazy.clone()).unwrap();
+        lazy.set_non_finite_policy(policy).unwrap();
+        steady_state_is_allocation_free(&mut lazy);
+    }
     let inner = Box::new(Optim::<Sgd, f32>::new(sgd.clone()).unwrap());
     let mut wrapped = Wrapped::new(Lookahead { k: 2, alpha: 0.5 }, inner).unwrap();
     steady_state_is_allocation_free(&mut wrapped);

@@ -491,7 +491,7 @@ fn each_mismatch_is_its_own_error_and_changes_nothing() {
         (
             edit_json(&bytes, |j| j["step"] = (-3).into()),
             &p,
-            "checkpoint: `PATH`: metadata `state.step`: expected a non-negative integer",
+            "checkpoint: `PATH`: metadata `state.step`: expected a non-negative integer, got -3",
         ),
         (
             edit_json(&bytes, |j| j["step"] = 4.into()),
@@ -505,9 +505,17 @@ fn each_mismatch_is_its_own_error_and_changes_nothing() {
                 j["grups"] = g;
             }),
             &p,
+            "checkpoint: `PATH`: metadata `state`: unknown field `grups` (did you mean \
+             `groups`?); valid: globals, groups, hyper, inner, optimizer, params, routes, step",
+        ),
+        (
+            edit_json(&bytes, |j| {
+                j.as_object_mut().unwrap().remove("groups").unwrap();
+            }),
+            &p,
             "checkpoint: `PATH`: metadata `state`: field `groups` is missing",
         ),
-        (b"not a checkpoint".to_vec(), &p, "checkpoint: `PATH`: not a readable safetensors file (truncated or corrupt?): header too large"),
+        (b"not a checkpoint".to_vec(), &p, "checkpoint: `PATH`: not a readable safetensors file (truncated or corrupt?): header too large: its length field says 7521891404167278446 bytes; the file has 8 bytes after it"),
     ];
     for (bytes, params, want) in &cases {
         if want.is_empty() {

@@ -51,7 +51,8 @@
 //!   column (`RowState`, `ColState`, `row_sum row_mean col_sum col_mean`), per element (`w`,
 //!   `g`, `State`, `newton_schulz(x, steps, a, b, c, eps)`).
 //! - Element functions: `sqrt abs max min powi powf exp ln cbrt tanh square clamp signum sign
-//!   round_f32`; a range `lo<..hi` excludes its lower bound.
+//!   round_f32`; a range `lo<..hi` excludes its lower bound, and holds finite values only
+//!   unless it ends in `..=inf` (`0.0..` is `[0, inf)`).
 //! - Statements: `let`, assignments (`= += -= *= /=`) to `w`, `g` and states, `if`/`else`.
 //! - A body without reductions is one fused pass; with them the macro derives the passes
 //!   (each state written back once; per-element values of earlier passes recomputed), and

@@ -116,6 +116,31 @@ pub struct Model {
     pub body: Vec<Stmt>,
 }
 
+impl Model {
+    /// Whether each element's update reads only that element of the parameter, the
+    /// gradient and the element-wise states, besides per-step values and sums over every
+    /// parameter (`total_sum`): no per-tensor, per-row or per-column reduction, no row or
+    /// column state, no shape value (`numel`, `ndim`, `rows`, `cols`, so no shape
+    /// condition) and no matrix function. Such an update gives the same bits on any
+    /// split of a parameter into pieces, which is what a flat-sharded optimizer relies on.
+    pub fn elementwise(&self) -> bool {
+        let mut reads_shape = false;
+        let mut look = |e: &Expr| reads_shape |= matches!(e.kind, ExprKind::Var(Var::Shape(_)));
+        self.body.iter().for_each(|s| s.visit(&mut look));
+        self.conds.iter().for_each(|c| c.visit(&mut look));
+        self.reductions.iter().for_each(|r| {
+            r.arg.visit(&mut look);
+            r.arg2.iter().for_each(|a| a.visit(&mut look));
+        });
+        self.scalars.iter().for_each(|s| s.init.visit(&mut look));
+        self.eval.iter().for_each(|e| e.visit(&mut look));
+        !reads_shape
+            && self.matrices.is_empty()
+            && self.reductions.iter().all(|r| r.op == RedOp::TotalSum)
+            && self.states.iter().all(|s| s.shape == Shape::Elem)
+    }
+}
+
 /// A reduction over the whole tensor (or its rows or columns).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RedOp {

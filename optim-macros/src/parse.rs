@@ -14,9 +14,11 @@ use quote::ToTokens;
 use syn::parse::{Parse, ParseStream};
 use syn::{Attribute, Lit, Token};
 
-/// A literal with an optional leading minus, as written.
+/// A literal with an optional leading minus, as written, or the word `inf`.
 pub struct SignedLit {
     pub negative: bool,
+    /// Written `inf` (`lit` is then a stand-in, never read for its value).
+    pub inf: bool,
     pub lit: Lit,
     pub span: Span,
 }
@@ -27,15 +29,18 @@ impl Parse for SignedLit {
         if negative {
             input.parse::<Token![-]>()?;
         }
-        // `inf` (and `-inf`): an unbounded default, such as Prodigy's growth rate.
+        // `inf` (and `-inf`): an unbounded default, such as Prodigy's growth rate, or the
+        // end of a range that admits it (`1.0..=inf`). Kept apart from a literal that
+        // overflows to inf (`1e400`), which is an error.
         if input.peek(syn::Ident) {
             let fork = input.fork();
             if fork.parse::<proc_macro2::Ident>().is_ok_and(|i| i == "inf") {
                 let ident: proc_macro2::Ident = input.parse()?;
                 return Ok(SignedLit {
                     negative,
+                    inf: true,
                     span: ident.span(),
-                    lit: Lit::Float(syn::LitFloat::new("1e400", ident.span())),
+                    lit: Lit::Float(syn::LitFloat::new("0.0", ident.span())),
                 });
             }
         }
@@ -44,6 +49,7 @@ impl Parse for SignedLit {
             let lit: Lit = input.parse()?;
             Ok(SignedLit {
                 negative,
+                inf: false,
                 span: lit.span(),
                 lit,
             })

@@ -7,6 +7,7 @@ mod corpus;
 mod regressions;
 
 use super::expand_optimizer;
+use optim_test_support::SplitMix64;
 use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::str::FromStr;
@@ -269,20 +270,8 @@ fn single_mutations_never_panic() {
     assert!(rejected > ran / 2, "only {rejected} of {ran} rejected");
 }
 
-/// xorshift64: a fixed, reproducible sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
-
 /// One random mutation: delete, duplicate, swap or replace at a random position.
-fn mutate(toks: &mut Vec<Tok>, rng: &mut Rng) {
+fn mutate(toks: &mut Vec<Tok>, rng: &mut SplitMix64) {
     if toks.len() < 2 {
         return;
     }
@@ -299,7 +288,7 @@ fn mutate(toks: &mut Vec<Tok>, rng: &mut Rng) {
 
 #[test]
 fn random_double_mutations_never_panic() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = SplitMix64::new(0x9E37_79B9_7F4A_7C15);
     let mut variants = Vec::new();
     for (attr, item) in &corpus::valid() {
         let (a, i) = (tokens(attr), tokens(item));

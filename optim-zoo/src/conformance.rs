@@ -7,8 +7,11 @@
 
 use crate::registry;
 use ndarray::{Array2, ArrayD, IxDyn};
+use optim_core::tree::{from_tree, Tree, TreeError};
 use optim_core::{Grads, OptimError, Optimizer, Params, Scalar};
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// One parameter's starting value.
@@ -141,113 +144,115 @@ impl fmt::Display for Failure {
     }
 }
 
-/// Every top-level field a case may have.
-const CASE_FIELDS: &[&str] = &[
-    "format",
-    "name",
-    "optimizer",
-    "hyper",
-    "inner",
-    "routes",
-    "dtype",
-    "reference",
-    "params",
-    "steps",
-    "eval",
-    "state_precision",
-    "tolerance",
-];
+/// A case file as written (FORMAT.md): every field it may have, nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseDoc {
+    format: u64,
+    name: String,
+    optimizer: String,
+    #[serde(default)]
+    hyper: Option<Map<String, Value>>,
+    #[serde(default)]
+    inner: Option<InnerDoc>,
+    /// A partition's routes, already in the form the registry reads.
+    #[serde(default)]
+    routes: Option<Value>,
+    dtype: String,
+    #[serde(default)]
+    #[allow(dead_code)] // Provenance, for readers of the file.
+    reference: Option<Value>,
+    params: Vec<ParamDoc>,
+    steps: Vec<StepDoc>,
+    #[serde(default)]
+    eval: Option<BTreeMap<String, Vec<f64>>>,
+    #[serde(default)]
+    state_precision: Option<Value>,
+    tolerance: ToleranceDoc,
+}
+
+/// Lookahead's wrapped optimizer.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InnerDoc {
+    optimizer: Value,
+    #[serde(default)]
+    hyper: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParamDoc {
+    name: String,
+    shape: Vec<usize>,
+    value: Vec<f64>,
+}
+
+/// One step. Maps are read in name order, as the runner always has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepDoc {
+    /// Dense (a list) or sparse rows (`{"rows", "values"}`), told apart by their shape.
+    grads: BTreeMap<String, Tree>,
+    expect: BTreeMap<String, Vec<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RowsDoc {
+    rows: Vec<usize>,
+    values: Vec<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToleranceDoc {
+    rel: f64,
+    abs: f64,
+}
 
 fn bad(msg: impl Into<String>) -> Failure {
     Failure::Malformed(msg.into())
 }
 
-/// The numbers of the array at `path`.
-fn floats(v: &Value, path: &str) -> Result<Vec<f64>, Failure> {
-    v.as_array()
-        .ok_or_else(|| bad(format!("`{path}` is not an array")))?
-        .iter()
-        .enumerate()
-        .map(|(i, x)| {
-            x.as_f64()
-                .ok_or_else(|| bad(format!("`{path}[{i}]` is not a number: {x}")))
-        })
-        .collect()
-}
-
-/// Field `key` of the object at `path`.
-fn field<'a>(v: &'a Value, path: &str, key: &str) -> Result<&'a Value, Failure> {
-    v.get(key).ok_or_else(|| {
-        if path.is_empty() {
-            bad(format!("missing `{key}`"))
-        } else {
-            bad(format!("`{path}` has no `{key}`"))
-        }
-    })
-}
-
-/// The name → values object at `path` (`expect`, `eval`).
-fn named_values(v: &Value, path: &str) -> Result<Vec<(String, Vec<f64>)>, Failure> {
-    v.as_object()
-        .ok_or_else(|| bad(format!("`{path}` is not an object")))?
-        .iter()
-        .map(|(n, e)| Ok((n.clone(), floats(e, &format!("{path}.{n}"))?)))
-        .collect()
+/// A field that does not read, named by its path.
+fn malformed(e: TreeError) -> Failure {
+    match e.message.strip_prefix("expected a number, got ") {
+        Some(got) => bad(format!("`{}` is not a number: {got}", e.path)),
+        None => bad(e.to_string()),
+    }
 }
 
 impl Case {
     /// Reads a case from JSON text.
     pub fn parse(text: &str) -> Result<Case, Failure> {
-        let v: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        let top = v
-            .as_object()
-            .ok_or_else(|| bad("a case is a JSON object"))?;
-        if let Some(k) = top.keys().find(|k| !CASE_FIELDS.contains(&k.as_str())) {
-            let hint = optim_core::suggest::closest(k, CASE_FIELDS.iter().copied())
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            return Err(bad(format!("unknown field `{k}`{hint}")));
+        let tree: Tree = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if !matches!(tree, Tree::Map(_)) {
+            return Err(bad("a case is a JSON object"));
         }
-        if field(&v, "", "format")?.as_u64() != Some(1) {
+        let doc: CaseDoc = from_tree(&tree, "").map_err(malformed)?;
+        if doc.format != 1 {
             return Err(bad("unsupported `format` (expected 1)"));
         }
-        let name = field(&v, "", "name")?
-            .as_str()
-            .ok_or_else(|| bad("`name` is not a string"))?
-            .to_string();
-        let optimizer = field(&v, "", "optimizer")?
-            .as_str()
-            .ok_or_else(|| bad("`optimizer` is not a string"))?;
-        let mut config = serde_json::Map::new();
-        config.insert("optimizer".into(), Value::String(optimizer.into()));
-        if let Some(h) = v.get("hyper") {
-            let h = h
-                .as_object()
-                .ok_or_else(|| bad("`hyper` is not an object"))?;
-            config.extend(h.clone());
-        }
-        if let Some(inner) = v.get("inner") {
-            let mut c = serde_json::Map::new();
-            let opt = field(inner, "inner", "optimizer")?.clone();
-            c.insert("optimizer".into(), opt);
-            if let Some(h) = inner.get("hyper") {
-                let h = h
-                    .as_object()
-                    .ok_or_else(|| bad("`inner.hyper` is not an object"))?;
-                c.extend(h.clone());
-            }
+        let mut config = Map::new();
+        config.insert("optimizer".into(), Value::String(doc.optimizer.clone()));
+        config.extend(doc.hyper.unwrap_or_default());
+        if let Some(inner) = doc.inner {
+            let mut c = Map::new();
+            c.insert("optimizer".into(), inner.optimizer);
+            c.extend(inner.hyper.unwrap_or_default());
             config.insert("inner".into(), Value::Object(c));
         }
-        if let Some(routes) = v.get("routes") {
-            if optimizer != "partition" {
+        if let Some(routes) = doc.routes {
+            if doc.optimizer != "partition" {
                 return Err(bad(format!(
-                    "`routes` is for optimizer `partition`, not `{optimizer}`"
+                    "`routes` is for optimizer `partition`, not `{}`",
+                    doc.optimizer
                 )));
             }
-            // Already in a form the registry reads: {"select", "optimizer", "hyper"}.
-            config.insert("routes".into(), routes.clone());
+            config.insert("routes".into(), routes);
         }
-        match v.get("state_precision") {
+        match doc.state_precision {
             None => {}
             Some(Value::String(p)) if p == "q8" => {
                 return Err(Failure::Unsupported(
@@ -262,95 +267,57 @@ impl Case {
                 )))
             }
         }
-        let dtype = field(&v, "", "dtype")?.as_str().unwrap_or("").to_string();
-        if dtype != "f32" && dtype != "f64" {
-            return Err(bad(format!("`dtype`: unsupported `{dtype}` (f32 or f64)")));
+        if doc.dtype != "f32" && doc.dtype != "f64" {
+            return Err(bad(format!(
+                "`dtype`: unsupported `{}` (f32 or f64)",
+                doc.dtype
+            )));
         }
-        let mut params = Vec::new();
-        for (i, p) in field(&v, "", "params")?
-            .as_array()
-            .ok_or_else(|| bad("`params` is not an array"))?
-            .iter()
-            .enumerate()
-        {
-            let path = format!("params[{i}]");
-            let name = field(p, &path, "name")?
-                .as_str()
-                .ok_or_else(|| bad(format!("`{path}.name` is not a string")))?
-                .to_string();
-            let shape: Vec<usize> = field(p, &path, "shape")?
-                .as_array()
-                .ok_or_else(|| bad(format!("`{path}.shape` is not an array")))?
-                .iter()
-                .map(|d| {
-                    d.as_u64()
-                        .and_then(|d| usize::try_from(d).ok())
-                        .ok_or_else(|| bad(format!("`{path}.shape` holds {d}, not a size")))
-                })
-                .collect::<Result<_, _>>()?;
-            let value = floats(field(p, &path, "value")?, &format!("{path}.value"))?;
-            if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(value.len()) {
+        let mut params = Vec::with_capacity(doc.params.len());
+        for (i, p) in doc.params.into_iter().enumerate() {
+            let n = p.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if n != Some(p.value.len()) {
                 return Err(bad(format!(
-                    "`{path}.value` ({name}) has {} values for shape {shape:?}",
-                    value.len()
+                    "`params[{i}].value` ({}) has {} values for shape {:?}",
+                    p.name,
+                    p.value.len(),
+                    p.shape
                 )));
             }
-            params.push(CaseParam { name, shape, value });
+            params.push(CaseParam {
+                name: p.name,
+                shape: p.shape,
+                value: p.value,
+            });
         }
-        let mut steps = Vec::new();
-        for (i, s) in field(&v, "", "steps")?
-            .as_array()
-            .ok_or_else(|| bad("`steps` is not an array"))?
-            .iter()
-            .enumerate()
-        {
-            let path = format!("steps[{i}]");
-            let mut grads = Vec::new();
-            for (n, g) in field(s, &path, "grads")?
-                .as_object()
-                .ok_or_else(|| bad(format!("`{path}.grads` is not an object")))?
-            {
-                let gpath = format!("{path}.grads.{n}");
-                let grad = if g.is_array() {
-                    CaseGrad::Dense(floats(g, &gpath)?)
-                } else {
-                    let rows = field(g, &gpath, "rows")?
-                        .as_array()
-                        .ok_or_else(|| bad(format!("`{gpath}.rows` is not an array")))?
-                        .iter()
-                        .map(|r| {
-                            r.as_u64()
-                                .and_then(|r| usize::try_from(r).ok())
-                                .ok_or_else(|| {
-                                    bad(format!("`{gpath}.rows` holds {r}, not a row index"))
-                                })
-                        })
-                        .collect::<Result<_, _>>()?;
-                    let values = floats(field(g, &gpath, "values")?, &format!("{gpath}.values"))?;
-                    CaseGrad::Rows(rows, values)
+        let mut steps = Vec::with_capacity(doc.steps.len());
+        for (i, s) in doc.steps.into_iter().enumerate() {
+            let mut grads = Vec::with_capacity(s.grads.len());
+            for (n, g) in s.grads {
+                let path = format!("steps[{i}].grads.{n}");
+                let grad = match g {
+                    Tree::List(_) => CaseGrad::Dense(from_tree(&g, &path).map_err(malformed)?),
+                    _ => {
+                        let rows: RowsDoc = from_tree(&g, &path).map_err(malformed)?;
+                        CaseGrad::Rows(rows.rows, rows.values)
+                    }
                 };
-                grads.push((n.clone(), grad));
+                grads.push((n, grad));
             }
-            let expect = named_values(field(s, &path, "expect")?, &format!("{path}.expect"))?;
-            steps.push(CaseStep { grads, expect });
+            steps.push(CaseStep {
+                grads,
+                expect: s.expect.into_iter().collect(),
+            });
         }
-        let eval = v.get("eval").map(|e| named_values(e, "eval")).transpose()?;
-        let tol = field(&v, "", "tolerance")?;
-        let rel = field(tol, "tolerance", "rel")?
-            .as_f64()
-            .ok_or_else(|| bad("`tolerance.rel` is not a number"))?;
-        let abs = field(tol, "tolerance", "abs")?
-            .as_f64()
-            .ok_or_else(|| bad("`tolerance.abs` is not a number"))?;
         Ok(Case {
-            name,
+            name: doc.name,
             config: Value::Object(config),
-            dtype,
+            dtype: doc.dtype,
             params,
             steps,
-            eval,
-            rel,
-            abs,
+            eval: doc.eval.map(|e| e.into_iter().collect()),
+            rel: doc.tolerance.rel,
+            abs: doc.tolerance.abs,
         })
     }
 

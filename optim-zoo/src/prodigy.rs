@@ -37,7 +37,7 @@ use optim_macros::optimizer;
     /// Multiplier of the estimate d̂.
     d_coef = 1.0 in 0.0..,
     /// Largest growth of d per step.
-    growth_rate = inf in 1.0..,
+    growth_rate = inf in 1.0..=inf,
 )]
 pub fn prodigy(
     w: Param,

@@ -3,18 +3,23 @@
 //!
 //! Nothing unknown is ignored: an unknown optimizer or hyperparameter is an error that
 //! lists the valid names and suggests the closest; an out-of-range value names its range.
+//! Nothing ambiguous is guessed either: a key given twice in a JSON object, a non-finite
+//! number (TOML's `nan`, `inf`) or an optimizer name that is not a string is an error
+//! naming the key.
 //! Users add their own `#[optimizer]` types with [`Registry::register`]. A `partition`
 //! gives each set of parameters its own optimizer ([`Registry::register_partition`]).
 
 use optim_core::optim::Optim;
 use optim_core::partition::{in_route, PARTITION};
 use optim_core::suggest::closest;
+use optim_core::tree::{from_tree, hyper_value, Entries, Tree, TreeError};
 use optim_core::wrapper::Wrapped;
 use optim_core::{
-    Algorithm, AlgorithmKind, HyperSpec, HyperValue, OptimError, Optimizer, Partition, Result,
-    Route, RouteSelect, Scalar, Selector,
+    Algorithm, AlgorithmKind, HyperSpec, OptimError, Optimizer, Partition, Result, Route,
+    RouteSelect, Scalar, Selector,
 };
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
 use std::any::Any;
 
 /// Keys every config may carry besides hyperparameters.
@@ -22,12 +27,13 @@ const OPTIMIZER_KEY: &str = "optimizer";
 const INNER_KEY: &str = "inner";
 /// Name parts of parameters to exclude from weight decay (BERT: `["LayerNorm", "bias"]`).
 const DECAY_MASK_KEY: &str = "exclude_from_weight_decay";
-/// A partition's routes, and the keys of each route and of its selector.
+/// A partition's routes.
 const ROUTES_KEY: &str = "routes";
-const ROUTE_KEYS: &[&str] = &["select", "optimizer", "hyper"];
-const SELECT_KEYS: &[&str] = &["ndim", "name_contains", "names"];
 
-type BuildFn<T> = fn(&Registry, &Map<String, Value>) -> Result<Box<dyn Optimizer<T>>>;
+/// One config object's entries, in the order given.
+type Config = [(String, Tree)];
+
+type BuildFn<T> = fn(&Registry, &Config) -> Result<Box<dyn Optimizer<T>>>;
 
 /// How an entry is built.
 #[derive(Clone)]
@@ -78,24 +84,21 @@ fn first_line(doc: &str) -> String {
         .to_string()
 }
 
-fn json_to_hyper(key: &str, v: &Value) -> Result<HyperValue> {
-    match v {
-        Value::Bool(b) => Ok(HyperValue::Bool(*b)),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Ok(HyperValue::Int(i)),
-            None => n
-                .as_f64()
-                .map(HyperValue::Float)
-                .ok_or_else(|| OptimError::Config(format!("`{key}`: not a finite number"))),
-        },
-        other => Err(OptimError::Config(format!(
-            "`{key}`: expected a number or a bool, got {other}"
-        ))),
+/// The value at `key` of a config.
+fn lookup<'c>(config: &'c Config, key: &str) -> Option<&'c Tree> {
+    config.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// Sets `key` to `value`, in place if present (a config overriding a preset).
+fn set(config: &mut Vec<(String, Tree)>, key: &str, value: Tree) {
+    match config.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = value,
+        None => config.push((key.to_string(), value)),
     }
 }
 
 /// Sets every hyperparameter in `config` (other than reserved keys) on `a`.
-fn configure<A: Algorithm>(config: &Map<String, Value>, a: &mut A) -> Result<()> {
+fn configure<A: Algorithm>(config: &Config, a: &mut A) -> Result<()> {
     for (k, v) in config {
         if k == OPTIMIZER_KEY || k == DECAY_MASK_KEY {
             continue;
@@ -109,33 +112,25 @@ fn configure<A: Algorithm>(config: &Map<String, Value>, a: &mut A) -> Result<()>
         // The name is checked before the value, so an unknown key is reported as unknown
         // whatever its value.
         optim_core::hyper::find_spec(A::NAME, A::HYPERS, k)?;
-        a.set_hyper(k, json_to_hyper(k, v)?)?;
+        a.set_hyper(k, hyper_value(k, v)?)?;
     }
     Ok(())
 }
 
-fn decay_mask(config: &Map<String, Value>) -> Result<Option<Vec<String>>> {
-    let Some(v) = config.get(DECAY_MASK_KEY) else {
+fn decay_mask(config: &Config) -> Result<Option<Vec<String>>> {
+    let Some(v) = lookup(config, DECAY_MASK_KEY) else {
         return Ok(None);
     };
-    let parts = v
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .map(|s| s.as_str().map(str::to_string))
-                .collect::<Option<Vec<_>>>()
-        })
-        .ok_or_else(|| {
-            OptimError::Config(format!(
-                "`{DECAY_MASK_KEY}` must be a list of strings, such as [\"LayerNorm\", \"bias\"]"
-            ))
-        })?;
-    Ok(Some(parts))
+    from_tree(v, DECAY_MASK_KEY).map(Some).map_err(|_| {
+        OptimError::Config(format!(
+            "`{DECAY_MASK_KEY}` must be a list of strings, such as [\"LayerNorm\", \"bias\"], got {v}"
+        ))
+    })
 }
 
 fn build_algorithm<A: Algorithm, T: Scalar>(
     _: &Registry,
-    config: &Map<String, Value>,
+    config: &Config,
 ) -> Result<Box<dyn Optimizer<T>>> {
     let mut a = A::default();
     configure(config, &mut a)?;
@@ -147,42 +142,34 @@ fn build_algorithm<A: Algorithm, T: Scalar>(
     Ok(Box::new(opt))
 }
 
-/// Splits a wrapper's config into the rule's own keys and the rest.
-fn split_rule_keys<R: Algorithm>(
-    config: &Map<String, Value>,
-) -> (Map<String, Value>, Map<String, Value>) {
-    let mut own = Map::new();
-    let mut rest = Map::new();
-    for (k, v) in config {
-        if R::HYPERS.iter().any(|h| h.name == k) {
-            own.insert(k.clone(), v.clone());
-        } else if k != OPTIMIZER_KEY {
-            rest.insert(k.clone(), v.clone());
-        }
-    }
-    (own, rest)
-}
-
 /// Builds wrapper rule `R` around its inner optimizer: the config's `"inner"`, or for a
 /// composite entry (Ranger) its fixed inner entry configured by the same flat config.
 fn build_wrapper<R: Algorithm, T: Scalar>(
     reg: &Registry,
-    config: &Map<String, Value>,
+    config: &Config,
 ) -> Result<Box<dyn Optimizer<T>>> {
-    let name = config
-        .get(OPTIMIZER_KEY)
-        .and_then(Value::as_str)
+    let name = lookup(config, OPTIMIZER_KEY)
+        .and_then(Tree::as_str)
         .unwrap_or(R::NAME);
     let fixed = match reg.find(name)?.recipe {
         Recipe::Wrapper { fixed_inner, .. } => fixed_inner,
         _ => None,
     };
-    let (own, mut rest) = split_rule_keys::<R>(config);
-    let inner = match (fixed, rest.remove(INNER_KEY)) {
+    // The rule's own keys, and the rest.
+    let (own, mut rest): (Vec<_>, Vec<_>) = config
+        .iter()
+        .filter(|(k, _)| k != OPTIMIZER_KEY)
+        .cloned()
+        .partition(|(k, _)| R::HYPERS.iter().any(|h| h.name == k));
+    let inner = rest
+        .iter()
+        .position(|(k, _)| k == INNER_KEY)
+        .map(|i| rest.remove(i).1);
+    let inner = match (fixed, inner) {
         (Some(inner_name), None) => {
-            rest.insert(OPTIMIZER_KEY.into(), Value::String(inner_name.into()));
+            rest.push((OPTIMIZER_KEY.into(), Tree::Str(inner_name.into())));
             // Unknown keys are reported against the composite's whole vocabulary.
-            reg.build::<T>(&Value::Object(rest)).map_err(|e| match e {
+            reg.build_tree::<T>(&Tree::Map(rest)).map_err(|e| match e {
                 OptimError::UnknownHyper { name: n, suggestion, mut valid, .. } => {
                     valid.extend(R::HYPERS.iter().map(|h| h.name.to_string()));
                     let suggestion = suggestion.or_else(|| closest(&n, R::HYPERS.iter().map(|h| h.name)).map(str::to_string));
@@ -195,7 +182,7 @@ fn build_wrapper<R: Algorithm, T: Scalar>(
             return Err(OptimError::Config(format!("{name} has a fixed inner optimizer ({inner_name}); give its hyperparameters directly")));
         }
         (None, Some(inner)) => {
-            if let Some(k) = rest.keys().next() {
+            if let Some((k, _)) = rest.first() {
                 let names: Vec<&str> = R::HYPERS.iter().map(|h| h.name).collect();
                 return Err(OptimError::UnknownHyper {
                     optimizer: name.into(),
@@ -204,7 +191,7 @@ fn build_wrapper<R: Algorithm, T: Scalar>(
                     valid: names.iter().map(|s| s.to_string()).chain([INNER_KEY.to_string()]).collect(),
                 });
             }
-            reg.build::<T>(&inner)?
+            reg.build_tree::<T>(&inner)?
         }
         (None, None) => {
             return Err(OptimError::Config(format!(
@@ -217,103 +204,104 @@ fn build_wrapper<R: Algorithm, T: Scalar>(
     Ok(Box::new(Wrapped::<R, T>::new(rule, inner)?))
 }
 
-/// The error for a key of a partition's config that is not one of `valid`.
-fn unknown_key(context: &str, what: &str, key: &str, valid: &[&str], note: &str) -> OptimError {
-    let hint = closest(key, valid.iter().copied())
-        .map(|s| format!(" (did you mean `{s}`?)"))
-        .unwrap_or_default();
-    OptimError::Config(format!(
-        "{context}: unknown {what} `{key}`{hint}; valid: {}{note}",
-        valid.join(", ")
-    ))
+/// A partition route as written: `{"select": {...}, "optimizer": ..., "hyper": {...}}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteDoc {
+    #[serde(default)]
+    select: Option<SelectDoc>,
+    /// A name (with `hyper`) or a whole config.
+    #[serde(default)]
+    optimizer: Option<Tree>,
+    #[serde(default)]
+    hyper: Option<Entries>,
 }
 
-/// A list of strings at `key` of a route's selector.
-fn string_list(route: usize, key: &str, v: &Value) -> Result<Vec<String>> {
-    v.as_array()
-        .and_then(|a| {
-            a.iter()
-                .map(|s| s.as_str().map(str::to_string))
-                .collect::<Option<Vec<_>>>()
-        })
-        .ok_or_else(|| {
-            OptimError::Config(format!(
-                "partition route {route}: `select.{key}` must be a list of strings, such as [\"enc\"]"
-            ))
-        })
+/// A route's selector: every condition given must hold.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectDoc {
+    #[serde(default)]
+    ndim: Option<usize>,
+    #[serde(default)]
+    name_contains: Option<Vec<String>>,
+    #[serde(default)]
+    names: Option<Vec<String>>,
 }
 
-/// A route's `"select"`: `{"ndim": 2, "name_contains": ["enc"]}` (or `"names"`).
-fn route_select(route: usize, v: &Value) -> Result<RouteSelect> {
-    let context = format!("partition route {route}");
-    let map = v.as_object().ok_or_else(|| {
-        OptimError::Config(format!(
-            "{context}: `select` must be an object such as {{\"ndim\": 2, \"name_contains\": [\"enc\"]}}"
-        ))
-    })?;
-    if let Some(k) = map.keys().find(|k| !SELECT_KEYS.contains(&k.as_str())) {
-        return Err(unknown_key(
-            &context,
-            "selector condition",
-            k,
-            SELECT_KEYS,
-            "",
-        ));
-    }
-    let mut select = RouteSelect::all();
-    if let Some(n) = map.get("ndim") {
-        let ndim = n
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| {
-                OptimError::Config(format!(
-                "{context}: `select.ndim` must be a number of dimensions (0, 1, 2, ...), got {n}"
-            ))
-            })?;
-        select = select.ndim(ndim);
-    }
-    select.name = match (map.get("name_contains"), map.get("names")) {
-        (Some(_), Some(_)) => {
-            return Err(OptimError::Config(format!(
-                "{context}: give `select.name_contains` or `select.names`, not both"
-            )))
-        }
-        (Some(parts), None) => Some(Selector::NameContains(string_list(
-            route,
-            "name_contains",
-            parts,
-        )?)),
-        (None, Some(names)) => Some(Selector::Names(string_list(route, "names", names)?)),
-        (None, None) => None,
+/// A route that does not read as a [`RouteDoc`], explained in the config's terms.
+fn route_error(route: usize, e: TreeError) -> OptimError {
+    let unknown = e.message.starts_with("unknown field");
+    let what = match e.path.as_str() {
+        "" if unknown => e.message.replacen("unknown field", "unknown key", 1),
+        "select" if unknown => e.message.replacen("unknown field", "unknown selector condition", 1),
+        "" => format!(
+            "expected an object such as {{\"select\": {{\"ndim\": 2}}, \"optimizer\": \"sgd\"}}, {}",
+            e.message
+        ),
+        "select" => format!(
+            "`select` must be an object such as {{\"ndim\": 2, \"name_contains\": [\"enc\"]}}, {}",
+            e.message
+        ),
+        "select.ndim" => format!(
+            "`select.ndim` must be a number of dimensions (0, 1, 2, ...), {}",
+            e.message
+        ),
+        "hyper" => format!(
+            "`hyper` must be an object of hyperparameters, such as {{\"lr\": 0.01}}, {}",
+            e.message
+        ),
+        path => match ["name_contains", "names"]
+            .into_iter()
+            .find(|k| path.starts_with(&format!("select.{k}")))
+        {
+            Some(k) => format!(
+                "`select.{k}` must be a list of strings, such as [\"enc\"]; `{path}`: {}",
+                e.message
+            ),
+            None => e.to_string(),
+        },
     };
-    Ok(select)
+    OptimError::Config(format!("partition route {route}: {what}"))
+}
+
+impl SelectDoc {
+    fn select(self, route: usize) -> Result<RouteSelect> {
+        let mut select = RouteSelect::all();
+        if let Some(ndim) = self.ndim {
+            select = select.ndim(ndim);
+        }
+        select.name = match (self.name_contains, self.names) {
+            (Some(_), Some(_)) => {
+                return Err(OptimError::Config(format!(
+                "partition route {route}: give `select.name_contains` or `select.names`, not both"
+            )))
+            }
+            (Some(parts), None) => Some(Selector::NameContains(parts)),
+            (None, Some(names)) => Some(Selector::Names(names)),
+            (None, None) => None,
+        };
+        Ok(select)
+    }
 }
 
 /// A route's optimizer config: `"optimizer"` as a config object, or as a name with its
 /// hyperparameters under `"hyper"` (the conformance cases' form).
-fn route_config(route: usize, map: &Map<String, Value>) -> Result<Value> {
+fn route_config(route: usize, doc: RouteDoc) -> Result<Tree> {
     let context = format!("partition route {route}");
-    match (map.get(OPTIMIZER_KEY), map.get("hyper")) {
-        (Some(Value::Object(config)), None) => Ok(Value::Object(config.clone())),
-        (Some(Value::String(name)), hyper) => {
-            let mut config = Map::new();
-            if let Some(hyper) = hyper {
-                let hyper = hyper.as_object().ok_or_else(|| {
-                    OptimError::Config(format!(
-                        "{context}: `hyper` must be an object of hyperparameters, such as {{\"lr\": 0.01}}"
-                    ))
-                })?;
-                if hyper.contains_key(OPTIMIZER_KEY) {
-                    return Err(OptimError::Config(format!(
-                        "{context}: `hyper` holds hyperparameters; the optimizer is named by the route's `optimizer`"
-                    )));
-                }
-                config.extend(hyper.clone());
+    match (doc.optimizer, doc.hyper) {
+        (Some(Tree::Map(config)), None) => Ok(Tree::Map(config)),
+        (Some(Tree::Str(name)), hyper) => {
+            let mut config = hyper.map(|h| h.0).unwrap_or_default();
+            if lookup(&config, OPTIMIZER_KEY).is_some() {
+                return Err(OptimError::Config(format!(
+                    "{context}: `hyper` holds hyperparameters; the optimizer is named by the route's `optimizer`"
+                )));
             }
-            config.insert(OPTIMIZER_KEY.into(), Value::String(name.clone()));
-            Ok(Value::Object(config))
+            config.push((OPTIMIZER_KEY.into(), Tree::Str(name)));
+            Ok(Tree::Map(config))
         }
-        (Some(Value::Object(_)), Some(_)) => Err(OptimError::Config(format!(
+        (Some(Tree::Map(_)), Some(_)) => Err(OptimError::Config(format!(
             "{context}: give the hyperparameters inside `optimizer` ({{\"optimizer\": \"adamw\", \"lr\": 0.001}}), \
              or name the optimizer as a string and give them under `hyper`, not both"
         ))),
@@ -326,50 +314,45 @@ fn route_config(route: usize, map: &Map<String, Value>) -> Result<Value> {
     }
 }
 
+/// The error for a key of a partition's config that is not one of `valid`.
+fn unknown_key(key: &str, valid: &[&str], note: &str) -> OptimError {
+    let hint = closest(key, valid.iter().copied())
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    OptimError::Config(format!(
+        "{PARTITION}: unknown key `{key}`{hint}; valid: {}{note}",
+        valid.join(", ")
+    ))
+}
+
 /// Builds a partition: `{"optimizer": "partition", "routes": [{"select": {...},
 /// "optimizer": {...}}, ..., {"optimizer": {...}}]}`, each route's optimizer built by
 /// this registry.
-fn build_partition<T: Scalar>(
-    reg: &Registry,
-    config: &Map<String, Value>,
-) -> Result<Box<dyn Optimizer<T>>> {
+fn build_partition<T: Scalar>(reg: &Registry, config: &Config) -> Result<Box<dyn Optimizer<T>>> {
     let valid = [OPTIMIZER_KEY, ROUTES_KEY];
-    if let Some(k) = config.keys().find(|k| !valid.contains(&k.as_str())) {
+    if let Some((k, _)) = config.iter().find(|(k, _)| !valid.contains(&k.as_str())) {
         return Err(unknown_key(
-            PARTITION,
-            "key",
             k,
             &valid,
             " (a partition has no hyperparameters of its own: give them to each route's optimizer)",
         ));
     }
-    let routes = config
-        .get(ROUTES_KEY)
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            OptimError::Config(
-                "partition: give its routes as `\"routes\": [{\"select\": {\"ndim\": 2}, \
-                 \"optimizer\": {\"optimizer\": \"sgd\"}}, {\"optimizer\": {\"optimizer\": \"adamw\"}}]`"
-                    .into(),
-            )
-        })?;
+    let Some(Tree::List(routes)) = lookup(config, ROUTES_KEY) else {
+        return Err(OptimError::Config(
+            "partition: give its routes as `\"routes\": [{\"select\": {\"ndim\": 2}, \
+             \"optimizer\": {\"optimizer\": \"sgd\"}}, {\"optimizer\": {\"optimizer\": \"adamw\"}}]`"
+                .into(),
+        ));
+    };
     let mut built = Vec::with_capacity(routes.len());
     for (i, route) in routes.iter().enumerate() {
-        let context = format!("partition route {i}");
-        let map = route.as_object().ok_or_else(|| {
-            OptimError::Config(format!(
-                "{context}: expected an object such as {{\"select\": {{\"ndim\": 2}}, \"optimizer\": \"sgd\"}}"
-            ))
-        })?;
-        if let Some(k) = map.keys().find(|k| !ROUTE_KEYS.contains(&k.as_str())) {
-            return Err(unknown_key(&context, "key", k, ROUTE_KEYS, ""));
-        }
-        let select = match map.get("select") {
-            Some(v) => route_select(i, v)?,
+        let mut doc: RouteDoc = from_tree(route, "").map_err(|e| route_error(i, e))?;
+        let select = match doc.select.take() {
+            Some(s) => s.select(i)?,
             None => RouteSelect::all(),
         };
         let optimizer = reg
-            .build::<T>(&route_config(i, map)?)
+            .build_tree::<T>(&route_config(i, doc)?)
             .map_err(|e| in_route(i, e))?;
         built.push(Route::new(select, optimizer));
     }
@@ -516,29 +499,44 @@ impl Registry {
 
     /// Builds the optimizer a config describes, in element type `T`.
     pub fn build<T: Scalar>(&self, config: &Value) -> Result<Box<dyn Optimizer<T>>> {
-        let map = config.as_object().ok_or_else(|| {
-            OptimError::Config(
+        self.build_tree(&Tree::from_value(config))
+    }
+
+    /// Builds the optimizer a config read as a [`Tree`] describes (what
+    /// [`Registry::from_json`] and [`Registry::from_toml`] read, repeated keys refused and
+    /// non-finite numbers kept so that they are refused by name).
+    pub fn build_tree<T: Scalar>(&self, config: &Tree) -> Result<Box<dyn Optimizer<T>>> {
+        let Tree::Map(map) = config else {
+            return Err(OptimError::Config(
                 "expected an object such as {\"optimizer\": \"adam\", \"lr\": 0.001}".into(),
-            )
-        })?;
-        let name = map
-            .get(OPTIMIZER_KEY)
-            .and_then(Value::as_str)
-            .ok_or_else(|| OptimError::Config("missing `\"optimizer\": \"<name>\"`".into()))?;
+            ));
+        };
+        let name = match lookup(map, OPTIMIZER_KEY) {
+            Some(Tree::Str(name)) => name,
+            Some(other) => {
+                return Err(OptimError::Config(format!(
+                    "`{OPTIMIZER_KEY}` must be a string, the name of an optimizer, got {other}; valid: {}",
+                    self.names().join(", ")
+                )))
+            }
+            None => return Err(OptimError::Config("missing `\"optimizer\": \"<name>\"`".into())),
+        };
         let entry = self.find(name)?;
-        let mut merged: Map<String, Value> = entry
+        let mut merged: Vec<(String, Tree)> = entry
             .preset
             .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
+            .map(|(k, v)| (k.to_string(), Tree::from_value(v)))
             .collect();
-        merged.extend(map.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (k, v) in map {
+            set(&mut merged, k, v.clone());
+        }
         match &entry.recipe {
             Recipe::Algorithm { f32, f64 } | Recipe::Wrapper { f32, f64, .. } => {
                 pick::<T>(self, &merged, *f32, *f64)
             }
             Recipe::Alias(base) => {
-                merged.insert(OPTIMIZER_KEY.into(), Value::String(base.to_string()));
-                self.build::<T>(&Value::Object(merged))
+                set(&mut merged, OPTIMIZER_KEY, Tree::Str(base.to_string()));
+                self.build_tree::<T>(&Tree::Map(merged))
             }
             Recipe::Partition => pick::<T>(
                 self,
@@ -549,26 +547,30 @@ impl Registry {
         }
     }
 
-    /// Builds from JSON text.
+    /// Builds from JSON text. A key given twice in one object is an error (JSON readers
+    /// disagree on which one counts).
     pub fn from_json<T: Scalar>(&self, text: &str) -> Result<Box<dyn Optimizer<T>>> {
-        let v: Value = serde_json::from_str(text)
-            .map_err(|e| OptimError::Config(format!("invalid JSON: {e}")))?;
-        self.build(&v)
+        let tree: Tree = serde_json::from_str(text).map_err(|e| match e.classify() {
+            // Well-formed JSON that `Tree` refuses: a repeated key.
+            serde_json::error::Category::Data => OptimError::Config(e.to_string()),
+            _ => OptimError::Config(format!("invalid JSON: {e}")),
+        })?;
+        self.build_tree(&tree)
     }
 
     /// Builds from TOML text (`optimizer = "adamw"` and hyperparameters as keys; a wrapper's
     /// inner optimizer as an `[inner]` table).
     pub fn from_toml<T: Scalar>(&self, text: &str) -> Result<Box<dyn Optimizer<T>>> {
-        let v: Value =
+        let tree: Tree =
             toml::from_str(text).map_err(|e| OptimError::Config(format!("invalid TOML: {e}")))?;
-        self.build(&v)
+        self.build_tree(&tree)
     }
 }
 
 /// Calls the builder for `T`'s element type.
 fn pick<T: Scalar>(
     reg: &Registry,
-    map: &Map<String, Value>,
+    map: &Config,
     f32: BuildFn<f32>,
     f64: BuildFn<f64>,
 ) -> Result<Box<dyn Optimizer<T>>> {

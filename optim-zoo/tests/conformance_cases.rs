@@ -227,7 +227,9 @@ fn fields_the_runner_does_not_know_or_support_are_reported_not_ignored() {
     case["evall"] = case["eval"].clone();
     assert_eq!(
         run(&case).unwrap_err().to_string(),
-        "malformed case: unknown field `evall` (did you mean `eval`?)"
+        "malformed case: unknown field `evall` (did you mean `eval`?); valid: format, name, \
+         optimizer, hyper, inner, routes, dtype, reference, params, steps, eval, \
+         state_precision, tolerance"
     );
 
     let mut case = partition_case();
@@ -235,5 +237,28 @@ fn fields_the_runner_does_not_know_or_support_are_reported_not_ignored() {
     assert_eq!(
         run(&case).unwrap_err().to_string(),
         "malformed case: `routes` is for optimizer `partition`, not `adam`"
+    );
+}
+
+#[test]
+fn a_case_with_a_key_given_twice_or_a_missing_field_is_malformed_by_name() {
+    let text = partition_case().to_string();
+    let twice = text.replacen("\"name\":", "\"name\":\"again\",\"name\":", 1);
+    let msg = Case::parse(&twice).unwrap_err().to_string();
+    assert!(
+        msg.starts_with("malformed case: duplicate key `name`: each key may be given once"),
+        "{msg}"
+    );
+    let mut case = partition_case();
+    case["params"][1].as_object_mut().unwrap().remove("shape");
+    assert_eq!(
+        run(&case).unwrap_err().to_string(),
+        "malformed case: `params[1]`: field `shape` is missing"
+    );
+    let mut case = partition_case();
+    case["tolerance"]["rel"] = serde_json::json!("tight");
+    assert_eq!(
+        run(&case).unwrap_err().to_string(),
+        "malformed case: `tolerance.rel` is not a number: \"tight\""
     );
 }

@@ -80,9 +80,10 @@ fn in_range(spec: &HyperSpec, u: f64, edge: bool) -> Value {
                 Bound::Exclusive(l) => (l, false),
                 Bound::Unbounded => (-1.0, true),
             };
+            // An infinite end (`1.0..=inf`) is drawn from as an open one.
             let hi = match spec.range.hi {
-                Bound::Inclusive(h) | Bound::Exclusive(h) => h,
-                Bound::Unbounded => lo + 1.0,
+                Bound::Inclusive(h) | Bound::Exclusive(h) if h.is_finite() => h,
+                _ => lo + 1.0,
             };
             if edge && lo_ok {
                 return json!(lo);

@@ -21,15 +21,16 @@ pub(crate) fn check_grads<'p, T: Scalar>(
 ) -> Result<()> {
     let mut next = 0;
     for (name, grad) in grads.iter() {
-        let guess = (next < params.len() && params.entry(next).0 == name).then_some(next);
-        let Some(index) = guess.or_else(|| params.index_of(name)) else {
+        let at = |index: usize| params.entry(index).map(|entry| (index, entry));
+        let guess = at(next).filter(|(_, (pname, _))| *pname == name);
+        let Some((index, (pname, param))) = guess.or_else(|| params.index_of(name).and_then(at))
+        else {
             return Err(OptimError::UnknownParam {
                 name: name.to_string(),
                 suggestion: crate::suggest::closest(name, params.names()).map(str::to_string),
             });
         };
         next = index + 1;
-        let (pname, param) = params.entry(index);
         check_one(name, param, grad)?;
         found(index, pname, param)?;
     }

@@ -25,6 +25,7 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
             frame,
             shares,
             totals,
+            sum_hook,
             ..
         } = self;
         skipped.clear();
@@ -44,7 +45,9 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
                     continue;
                 }
                 let Some(at) = entry.slot else { continue };
-                let (name, param) = params.entry_mut(entry.position);
+                let Some((name, param)) = params.entry_mut(entry.position) else {
+                    continue; // a position `check_and_plan` found: never
+                };
                 let slot = slots.at_mut(at);
                 let a = hyper_for(base, groups, resolved, *epoch, name, slot);
                 if phase == 0 {
@@ -70,6 +73,9 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
                 for (total, share) in totals.iter_mut().zip(shares.iter()) {
                     *total += *share;
                 }
+            }
+            if let Some(hook) = sum_hook {
+                hook(totals);
             }
             let n = frame.len();
             if let Some(sums) = frame.get_mut(n.saturating_sub(A::SUMS)..) {

@@ -112,7 +112,8 @@ impl<T: Scalar> Slot<T> {
     }
 
     /// The exported form: every state `a` enables (an enabled `Fill` state not allocated
-    /// yet is exported at its fill value, as the next step would allocate it).
+    /// yet is exported at its fill value, as the next step would allocate it; an enabled
+    /// copy of the parameter not made yet is left out, and [`Slot::import`] takes it so).
     pub(crate) fn export<A: Algorithm>(&self, name: &str, a: &A) -> ParamState {
         let tensors = A::STATES
             .iter()
@@ -216,8 +217,15 @@ impl<T: Scalar> Slot<T> {
         }
         let mut out = Vec::with_capacity(states.len());
         for (i, state) in states.into_iter().enumerate() {
+            let spec = &A::STATES[i];
             match state {
                 Some(s) => out.push(s),
+                // A copy of the parameter whose `#[when]` was switched on since the last
+                // step is not made yet, so export leaves it out (it has no parameter to
+                // copy); left unmade here too, the next step copies it, as it would have.
+                None if spec.init == StateInit::CopyOfParam && spec.when.is_some() => {
+                    out.push(Vec::new())
+                }
                 None if a.state_enabled(i, param.shape()) => {
                     return Err(bad(format!(
                         "state tensor `{}` is missing",

@@ -128,22 +128,6 @@ impl<T> SlotTable<T> {
         pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
         pairs
     }
-
-    /// Keeps only the slots for which `keep` is true.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Slot<T>) -> bool) {
-        if self.slots.iter().all(&mut keep) {
-            return;
-        }
-        let names = std::mem::take(&mut self.names);
-        let slots = std::mem::take(&mut self.slots);
-        let mut kept = SlotTable::default();
-        for (name, slot) in names.into_iter().zip(slots) {
-            if keep(&slot) {
-                kept.insert(&name, slot);
-            }
-        }
-        *self = kept;
-    }
 }
 
 #[cfg(test)]
@@ -178,20 +162,6 @@ mod tests {
         assert_eq!(table.find(7, "a"), Some(a));
         assert_eq!(table.find(0, "c"), None);
         assert_eq!(table.locate(5, "c"), None);
-    }
-
-    #[test]
-    fn retain_rebuilds_the_index_and_forgets_guesses() {
-        let mut table = SlotTable::default();
-        table.insert("a", slot(0));
-        table.insert("b", slot(3));
-        table.insert("c", slot(0));
-        table.locate(0, "b");
-        table.retain(|s| s.t > 0);
-        assert_eq!(table.len(), 1);
-        assert!(table.contains("b") && !table.contains("a") && !table.contains("c"));
-        assert_eq!(table.find(0, "b"), Some(0));
-        assert_eq!(table.get("b").map(|s| s.t), Some(3));
     }
 
     #[test]

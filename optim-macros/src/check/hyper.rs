@@ -6,16 +6,40 @@ use crate::parse::{HyperDecl, SignedLit};
 use quote::ToTokens;
 use syn::Lit;
 
+/// The value of a float literal; an error at its span if it overflows to infinity (Rust
+/// reads `1e400` as inf without a word), since the DSL spells infinity `inf`.
+pub(super) fn finite_float(cx: &mut Ctxt, f: &syn::LitFloat) -> Option<f64> {
+    match f.base10_parse::<f64>() {
+        Ok(x) if x.is_finite() => Some(x),
+        Ok(_) => {
+            cx.spanned(
+                f,
+                format!(
+                    "`{f}` is too large for an f64 (it would be inf); write a finite value such \
+                     as `1e300`, or, for infinity, `inf` as a hyperparameter's default with a \
+                     range that admits it (`in 0.0..=inf`)"
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            cx.spanned(f, e);
+            None
+        }
+    }
+}
+
 /// The value of a literal, negated if written with a minus.
 pub(super) fn lit_value(cx: &mut Ctxt, l: &SignedLit) -> Option<Value> {
+    if l.inf {
+        return Some(Value::Float(if l.negative {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        }));
+    }
     let v = match &l.lit {
-        Lit::Float(f) => match f.base10_parse::<f64>() {
-            Ok(x) => Value::Float(x),
-            Err(e) => {
-                cx.spanned(f, e);
-                return None;
-            }
-        },
+        Lit::Float(f) => Value::Float(finite_float(cx, f)?),
         Lit::Int(i) => match i.base10_parse::<i64>() {
             Ok(x) => Value::Int(x),
             Err(_) => {
@@ -186,26 +210,16 @@ pub(super) fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Result<Hyper, Option<Hyper>>
                 Bound::Exclusive(x)
             };
         }
-        if let (
-            Bound::Inclusive(l) | Bound::Exclusive(l),
-            Bound::Inclusive(h) | Bound::Exclusive(h),
-        ) = (lo, hi)
-        {
-            let empty = match (lo, hi) {
-                (Bound::Inclusive(_), Bound::Inclusive(_)) => l > h,
-                _ => l >= h,
-            };
-            if empty || l.is_nan() || h.is_nan() {
-                cx.at(
-                    r.span,
-                    format!(
-                        "the range {} of `{}` is empty; write the lower bound first, as in `0.0..1.0`",
-                        show_range(lo, hi),
-                        d.name
-                    ),
-                );
-                return Err(stand_in(kind));
-            }
+        if is_empty(lo, hi) {
+            cx.at(
+                r.span,
+                format!(
+                    "the range {} of `{}` is empty; write the lower bound first, as in `0.0..1.0`",
+                    show_range(lo, hi),
+                    d.name
+                ),
+            );
+            return Err(stand_in(kind));
         }
     }
     let x = match default {
@@ -214,21 +228,18 @@ pub(super) fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Result<Hyper, Option<Hyper>>
         Value::Bool(_) => None,
     };
     if let Some(x) = x {
-        let ok_lo = match lo {
-            Bound::Inclusive(l) => x >= l,
-            Bound::Exclusive(l) => x > l,
-            _ => true,
-        };
-        let ok_hi = match hi {
-            Bound::Inclusive(h) => x <= h,
-            Bound::Exclusive(h) => x < h,
-            _ => true,
-        };
-        if !(ok_lo && ok_hi) {
+        if !contains(lo, hi, x) {
+            let hint = if x == f64::INFINITY {
+                "; a range admits inf only when it ends in `..=inf`, as in `0.0..=inf`"
+            } else if x == f64::NEG_INFINITY {
+                "; a range admits -inf only when it starts at `-inf`, as in `-inf..=0.0`"
+            } else {
+                "; change the default or the range"
+            };
             cx.at(
                 d.default.span,
                 format!(
-                    "the default {x} of `{}` is outside its range {}; change the default or the range",
+                    "the default {x} of `{}` is outside its range {}{hint}",
                     d.name,
                     show_range(lo, hi)
                 ),
@@ -244,6 +255,30 @@ pub(super) fn hyper(cx: &mut Ctxt, d: HyperDecl) -> Result<Hyper, Option<Hyper>>
         hi,
         doc,
     })
+}
+
+/// The ends of a range as `(value, inclusive)`: an unbounded end is the open infinity on
+/// its side, so that `0.0..` is `[0, inf)` and holds every finite value from 0 but not inf
+/// (the runtime's `optim_core::Range::contains` reads ranges the same way).
+fn ends(lo: Bound, hi: Bound) -> ((f64, bool), (f64, bool)) {
+    let end = |b: Bound, open: f64| match b {
+        Bound::Unbounded => (open, false),
+        Bound::Inclusive(x) => (x, true),
+        Bound::Exclusive(x) => (x, false),
+    };
+    (end(lo, f64::NEG_INFINITY), end(hi, f64::INFINITY))
+}
+
+/// Whether `x` lies in the range (NaN never does; ±inf only at an inclusive infinite end).
+fn contains(lo: Bound, hi: Bound, x: f64) -> bool {
+    let ((l, l_in), (h, h_in)) = ends(lo, hi);
+    (x > l || (l_in && x == l)) && (x < h || (h_in && x == h))
+}
+
+/// Whether no value lies in the range (`1.0..0.0`, `inf..`).
+fn is_empty(lo: Bound, hi: Bound) -> bool {
+    let ((l, l_in), (h, h_in)) = ends(lo, hi);
+    l.is_nan() || h.is_nan() || l > h || (l == h && !(l_in && h_in))
 }
 
 /// An interval as users read it: `[0, 1)`.

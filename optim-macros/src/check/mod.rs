@@ -732,9 +732,9 @@ impl Lower<'_> {
         use syn::Expr as E;
         match e {
             E::Lit(l) => match &l.lit {
-                Lit::Float(f) => match f.base10_parse::<f64>() {
-                    Ok(x) => float(x),
-                    Err(err) => self.err(f, err),
+                Lit::Float(f) => match hyper::finite_float(self.cx, f) {
+                    Some(x) => float(x),
+                    None => poison(),
                 },
                 Lit::Int(i) => match i.base10_parse::<i64>() {
                     Ok(x) => Expr {

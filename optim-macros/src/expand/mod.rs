@@ -396,6 +396,7 @@ fn algorithm_impl(m: &Model) -> TokenStream {
         }
     };
     let eval = eval_fn(m);
+    let elementwise = m.elementwise();
     quote! {
         #kernel
 
@@ -407,6 +408,7 @@ fn algorithm_impl(m: &Model) -> TokenStream {
             const SCALARS: &'static [::optim_core::ScalarSpec] = &[#(#scalar_specs),*];
             const SPARSE: ::optim_core::SparseRule = ::optim_core::SparseRule::#sparse;
             const KIND: ::optim_core::AlgorithmKind = ::optim_core::AlgorithmKind::#kind;
+            const ELEMENTWISE: bool = #elementwise;
 
             fn get_hyper(&self, name: &str) -> ::core::option::Option<::optim_core::HyperValue> {
                 match name {

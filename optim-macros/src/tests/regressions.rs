@@ -244,3 +244,54 @@ fn past_five_only_conditions_that_must_be_are_hoisted() {
     assert_eq!(hoisted, [true, true, true, true, false, true, false, true]);
     assert_eq!(model.conds.len(), 6);
 }
+
+#[test]
+fn a_literal_that_overflows_to_inf_is_an_error_and_inf_needs_a_range_that_admits_it() {
+    // Issue 13: `1e400` read as inf and `inf` passed any `lo..` range.
+    let too_large = "`1e400` is too large for an f64 (it would be inf); write a finite value \
+                     such as `1e300`, or, for infinity, `inf` as a hyperparameter's default \
+                     with a range that admits it (`in 0.0..=inf`)";
+    assert_eq!(errors_of("lr = 1e400 in 0.0..", SGD), [too_large]);
+    assert_eq!(errors_of("lr = 1e400", SGD), [too_large]);
+    assert_eq!(errors_of("lr = 0.1 in 0.0..1e400", SGD), [too_large]);
+    let body = "fn sgd(w: Param, g: Grad) { w -= lr * 1e400 * g; }";
+    assert_eq!(errors_of("lr = 0.1", body), [too_large]);
+
+    let item = "fn sgd(w: Param, g: Grad) { w -= lr * min(g, cap); }";
+    assert_eq!(
+        errors_of("lr = 0.1, cap = inf in 0.0..", item),
+        [
+            "the default inf of `cap` is outside its range [0, inf); a range admits inf only \
+          when it ends in `..=inf`, as in `0.0..=inf`"
+        ]
+    );
+    assert_eq!(
+        errors_of("lr = 0.1, cap = inf", item),
+        [
+            "the default inf of `cap` is outside its range (-inf, inf); a range admits inf \
+          only when it ends in `..=inf`, as in `0.0..=inf`"
+        ]
+    );
+    assert_eq!(
+        errors_of("lr = 0.1, cap = -inf in ..0.0", item),
+        [
+            "the default -inf of `cap` is outside its range (-inf, 0); a range admits -inf \
+          only when it starts at `-inf`, as in `-inf..=0.0`"
+        ]
+    );
+    assert_eq!(
+        errors_of("lr = 0.1, cap = 1.0 in inf..", item),
+        [
+            "the range [inf, inf) of `cap` is empty; write the lower bound first, as in \
+          `0.0..1.0`"
+        ]
+    );
+    for ok in [
+        "lr = 0.1, cap = inf in 0.0..=inf",
+        "lr = 0.1, cap = inf in 0.0<..=inf",
+        "lr = 0.1, cap = -inf in -inf..=0.0",
+        "lr = 0.1, cap = 1e300 in 0.0..",
+    ] {
+        assert_eq!(errors_of(ok, item), Vec::<String>::new(), "{ok}");
+    }
+}

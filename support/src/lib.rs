@@ -6,11 +6,13 @@
 //! * [`alloc`]: a counting global allocator for the zero-allocation tests;
 //! * [`zoo`]: the registry's names (from `Registry::zoo()`, never a copied list) and a
 //!   config for each, with the learning rate the test problems need;
-//! * [`problem`]: smooth test problems with their gradients, and small fixtures.
+//! * [`problem`]: smooth test problems with their gradients, and small fixtures;
+//! * [`readme`]: the README's code blocks against the crates' doctests.
 
 pub mod alloc;
 pub mod bits;
 pub mod problem;
+pub mod readme;
 pub mod seeded;
 pub mod zoo;
 

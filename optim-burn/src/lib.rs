@@ -15,6 +15,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let device = Device::flex().autodiff();
+//! device.seed(7); // a fixed initialization, so the example runs the same every time
 //! let mut model: Linear = LinearConfig::new(2, 1).init(&device);
 //! let zoo = ZooOptimizer::json(json!({"optimizer": "adamw", "weight_decay": 0.0}))?;
 //! let errors = zoo.errors(); // steps cannot return errors in burn: they are kept here

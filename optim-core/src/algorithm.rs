@@ -3,6 +3,7 @@
 
 use crate::error::Result;
 use crate::hyper::{HyperSpec, HyperValue};
+use crate::precision::StateBuf;
 use crate::scalar::Scalar;
 
 /// How an algorithm treats a sparse-row gradient.
@@ -104,6 +105,27 @@ pub struct StateSpec {
     pub when: Option<&'static str>,
     /// Element-wise, per row or per column.
     pub shape: StateShape,
+    /// Whether the equations keep the state from ever being negative (a second moment):
+    /// `#[optimizer]` derives it (the fill value and every assignment are provably
+    /// non-negative). Compact storage quantizes such a state with the unsigned map.
+    pub never_negative: bool,
+}
+
+impl StateSpec {
+    /// Whether `precision` applies to this state: element-wise states that start from a
+    /// fill value (copies of the parameter and factored states stay full).
+    pub fn compactable(&self) -> bool {
+        self.shape == StateShape::Elem && self.init == StateInit::Fill
+    }
+
+    /// The 8-bit map for this state: unsigned for a state that is never negative.
+    pub fn qmap(&self) -> crate::compact::QMap {
+        if self.never_negative {
+            crate::compact::QMap::Unsigned
+        } else {
+            crate::compact::QMap::Signed
+        }
+    }
 }
 
 /// Scratch memory of one parameter's kernel: reduction partial sums, matrix buffers.
@@ -206,7 +228,8 @@ pub trait Algorithm: Clone + std::fmt::Debug + Default + Send + Sync + 'static {
     /// step).
     ///
     /// `states[i]` has the length its [`StateShape`] gives if state `i` is enabled, else
-    /// is empty. `scalars` holds the scalar states. Per-step values are computed once
+    /// is empty; element-wise states may be stored compact ([`StateBuf`]), factored
+    /// states and copies of the parameter are always [`StateBuf::Full`]. `scalars` holds the scalar states. Per-step values are computed once
     /// here, then one fused pass runs over `w`, the gradient and the states (more passes
     /// when the equations use reductions, each using what the one before computed).
     #[allow(clippy::too_many_arguments)]
@@ -217,7 +240,7 @@ pub trait Algorithm: Clone + std::fmt::Debug + Default + Send + Sync + 'static {
         scalars: &mut [f64],
         w: &mut [T],
         grad: GradView<'_, T>,
-        states: &mut [Vec<T>],
+        states: &mut [StateBuf<T>],
         work: &mut Workspace<T>,
     );
     /// Phases of a step: 1, unless the equations sum over every parameter
@@ -256,7 +279,7 @@ pub trait Algorithm: Clone + std::fmt::Debug + Default + Send + Sync + 'static {
         scalars: &mut [f64],
         w: &mut [T],
         grad: GradView<'_, T>,
-        states: &mut [Vec<T>],
+        states: &mut [StateBuf<T>],
         work: &mut Workspace<T>,
     ) {
         let _ = (frame, sums);
@@ -275,7 +298,7 @@ pub trait Algorithm: Clone + std::fmt::Debug + Default + Send + Sync + 'static {
         shape: &[usize],
         scalars: &[f64],
         w: &[T],
-        states: &[Vec<T>],
+        states: &[StateBuf<T>],
         out: &mut [T],
     ) {
         let _ = (t, shape, scalars, states);

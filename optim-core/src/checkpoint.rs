@@ -580,6 +580,11 @@ fn encode_level<'a>(
                 TensorData::F64(v) => {
                     (Dtype::F64, v.iter().flat_map(|x| x.to_le_bytes()).collect())
                 }
+                TensorData::Bf16(v) => (
+                    Dtype::BF16,
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                ),
+                TensorData::U8(v) => (Dtype::U8, v.clone()),
             };
             tensors.push((
                 key,
@@ -800,7 +805,7 @@ fn decode_level(
     })
 }
 
-/// Little-endian bytes of an `F32` or `F64` tensor (length already checked against the
+/// Little-endian bytes of an `F32`, `F64`, `BF16` or `U8` tensor (length already checked against the
 /// shape by safetensors).
 fn tensor_data(key: &str, dtype: Dtype, bytes: &[u8]) -> Result<TensorData> {
     match dtype {
@@ -816,10 +821,19 @@ fn tensor_data(key: &str, dtype: Dtype, bytes: &[u8]) -> Result<TensorData> {
                 .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                 .collect(),
         )),
+        Dtype::BF16 => Ok(TensorData::Bf16(
+            bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        )),
+        Dtype::U8 => Ok(TensorData::U8(bytes.to_vec())),
         other => Err(OptimError::Checkpoint(format!(
-            "tensor `{key}` has dtype {other}; optimizer state is {} or {}",
+            "tensor `{key}` has dtype {other}; optimizer state is {}, {}, {} or {} (8-bit codes)",
             DType::F32.name().to_uppercase(),
-            DType::F64.name().to_uppercase()
+            DType::F64.name().to_uppercase(),
+            DType::Bf16.name().to_uppercase(),
+            DType::U8.name().to_uppercase()
         ))),
     }
 }

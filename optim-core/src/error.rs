@@ -104,6 +104,22 @@ pub enum OptimError {
         /// The dtype in the saved state.
         saved: DType,
     },
+    /// Saved state kept in another state precision than the optimizer keeps it in.
+    #[error(
+        "cannot load optimizer state for `{name}`: state `{state}` is saved in {saved} \
+         precision, this optimizer keeps it in {expected}; set the optimizer's state precision \
+         to {saved} before loading (`set_state_precision`), then to {expected} to convert"
+    )]
+    StatePrecisionMismatch {
+        /// Parameter name.
+        name: String,
+        /// The state's name.
+        state: String,
+        /// The precision the optimizer keeps the state in.
+        expected: crate::StatePrecision,
+        /// The precision in the saved state.
+        saved: crate::StatePrecision,
+    },
     /// Configuration that cannot be read (registry, config files).
     #[error("config: {0}")]
     Config(String),

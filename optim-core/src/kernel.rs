@@ -34,9 +34,10 @@ pub const PARALLEL_MIN_BYTES: usize = 1024 * 1024;
 /// order, so the result does not depend on how the tensor is split across threads.
 pub const REDUCE_BLOCK: usize = 4096;
 
-/// Chunks are split at multiples of this many elements (a 64-byte line of `f64`s is 8,
-/// and 64 keeps every vector loop's remainder in the last chunk only).
-const SPLIT_ALIGN: usize = 64;
+/// Chunks are split at multiples of this many elements: a block of 8-bit state
+/// ([`crate::compact::Q8_BLOCK`]) never straddles two chunks, and every vector loop's
+/// remainder is in the last chunk only.
+const SPLIT_ALIGN: usize = crate::compact::Q8_BLOCK;
 
 // ---------------------------------------------------------------------------------------
 // Instruction sets
@@ -349,11 +350,14 @@ pub fn splittable_len<T>(grad: &crate::GradView<'_, T>, len: usize) -> usize {
 }
 
 /// Bytes per element over the parameter, the gradient (if `grad`) and the states that
-/// exist (non-empty).
+/// exist (non-empty), each as it is stored.
 #[inline]
-pub fn bytes_per_elem<T>(grad: bool, states: &[&mut [T]]) -> usize {
-    let arrays = 1 + usize::from(grad) + states.iter().filter(|s| !s.is_empty()).count();
-    arrays * std::mem::size_of::<T>()
+pub fn bytes_per_elem<T: crate::Scalar>(
+    grad: bool,
+    states: &[crate::precision::StateSpan<'_, T>],
+) -> usize {
+    let arrays = 1 + usize::from(grad);
+    arrays * std::mem::size_of::<T>() + states.iter().map(|s| s.bytes_per_elem()).sum::<usize>()
 }
 
 #[cfg(test)]

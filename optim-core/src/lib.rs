@@ -14,6 +14,7 @@
 pub mod algorithm;
 pub mod checkpoint;
 pub mod clip;
+pub mod compact;
 pub mod error;
 pub mod group;
 pub mod hyper;
@@ -24,6 +25,7 @@ pub mod optim;
 pub mod optimizer;
 pub mod params;
 pub mod partition;
+pub mod precision;
 pub mod scalar;
 pub mod schedule;
 pub mod state;
@@ -44,6 +46,7 @@ pub use optim::Optim;
 pub use optimizer::{Optimizer, SumHook};
 pub use params::{Grad, Grads, Params};
 pub use partition::{Partition, Route, RouteSelect};
+pub use precision::{StateBuf, StatePrecision};
 pub use scalar::{DType, Scalar};
 pub use state::{
     OptimizerState, ParamState, RouteState, TensorData, TensorState, STATE_FORMAT_VERSION,

@@ -17,6 +17,7 @@ use crate::kernel;
 use crate::nonfinite::{first_non_finite_in, NonFinitePolicy};
 use crate::optimizer::{Optimizer, SumHook};
 use crate::params::{Grads, Params};
+use crate::precision::{StateBuf, StatePrecision};
 use crate::scalar::Scalar;
 use crate::state::{GroupState, OptimizerState, MAX_STEP, STATE_FORMAT_VERSION};
 use grad::{direct_view, Scratch};
@@ -70,6 +71,8 @@ pub struct Optim<A: Algorithm, T: Scalar> {
     wbuf: Vec<T>,
     /// What a step does with non-finite gradients.
     policy: NonFinitePolicy,
+    /// How element-wise states are stored.
+    precision: StatePrecision,
     /// Parameters the last step skipped for non-finite gradients.
     skipped: Vec<String>,
     /// The deferred kernel calls of a step (empty between steps; kept for its buffer).
@@ -119,11 +122,26 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
             scratch: Scratch::default(),
             wbuf: Vec::new(),
             policy: NonFinitePolicy::Propagate,
+            precision: StatePrecision::Full,
             skipped: Vec::new(),
             jobs: Vec::new(),
             by_param: Vec::new(),
             plan: Vec::new(),
         })
+    }
+
+    /// This optimizer keeping its element-wise states in `precision` (see
+    /// [`Optimizer::set_state_precision`]).
+    pub fn with_state_precision(mut self, precision: StatePrecision) -> Self {
+        self.set_precision(precision);
+        self
+    }
+
+    fn set_precision(&mut self, precision: StatePrecision) {
+        self.precision = precision;
+        for slot in self.slots.slots_mut() {
+            slot.set_precision::<A>(precision);
+        }
     }
 
     /// The base hyperparameters (change them with [`Optimizer::set_hyper`], which keeps
@@ -244,7 +262,7 @@ impl<A: Algorithm, T: Scalar> Optim<A, T> {
             };
             let group = group_of(&self.groups, name);
             let a = hyper_of(&self.base, &self.resolved, group);
-            let mut slot = Slot::unprepared(a, param);
+            let mut slot = Slot::unprepared(a, param, self.precision);
             (slot.group, slot.epoch) = (group, self.epoch);
             entry.slot = Some(self.slots.insert(name, slot));
             new.push((param, a));
@@ -473,6 +491,23 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
         self.slots.get(name).map(|s| s.t)
     }
 
+    fn set_state_precision(&mut self, precision: StatePrecision) -> Result<()> {
+        self.set_precision(precision);
+        Ok(())
+    }
+
+    fn state_precision(&self) -> StatePrecision {
+        self.precision
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.slots
+            .sorted()
+            .into_iter()
+            .map(|(_, s)| s.states.iter().map(StateBuf::bytes).sum::<usize>())
+            .sum()
+    }
+
     fn export_state(&self) -> OptimizerState {
         let params = self
             .slots
@@ -526,7 +561,7 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
             .iter()
             .map(|g| Self::resolve(&base, g))
             .collect::<Result<Vec<_>>>()?;
-        let slots = slot::import_all(&state.params, params, |name| {
+        let slots = slot::import_all(&state.params, params, self.precision, |name| {
             hyper_of(&base, &resolved, group_of(&groups, name))
         })?;
         let frame = import_globals::<A>(&base, &state.globals)?;
@@ -712,6 +747,7 @@ impl<A: Algorithm, T: Scalar> Clone for Optim<A, T> {
             scratch: Scratch::default(),
             wbuf: Vec::new(),
             policy: self.policy,
+            precision: self.precision,
             skipped: self.skipped.clone(),
             jobs: Vec::new(),
             by_param: Vec::new(),

@@ -5,6 +5,7 @@ use crate::group::Group;
 use crate::hyper::{HyperSpec, HyperValue};
 use crate::nonfinite::NonFinitePolicy;
 use crate::params::{Grads, Params};
+use crate::precision::StatePrecision;
 use crate::scalar::Scalar;
 use crate::state::OptimizerState;
 
@@ -108,6 +109,35 @@ pub trait Optimizer<T: Scalar>: Send + std::fmt::Debug {
                 self.name()
             ))),
         }
+    }
+    /// Sets the precision element-wise states are kept in ([`StatePrecision`]: full,
+    /// bf16 or blockwise 8-bit). States that exist are converted now (decoded, then
+    /// encoded: converting to a compact precision loses what it cannot hold); states made
+    /// later are made so. Checkpoints record each state's precision, and a checkpoint is
+    /// loaded only into an optimizer keeping the same precision.
+    ///
+    /// The provided implementation accepts only `Full`; [`crate::Optim`],
+    /// [`crate::Wrapped`] (its inner optimizer's states) and [`crate::Partition`] (every
+    /// route's) support every precision.
+    fn set_state_precision(&mut self, precision: StatePrecision) -> Result<()> {
+        match precision {
+            StatePrecision::Full => Ok(()),
+            p => Err(OptimError::Config(format!(
+                "{} keeps its states in full precision only, not {p}",
+                self.name()
+            ))),
+        }
+    }
+    /// The precision element-wise states are kept in (see
+    /// [`Optimizer::set_state_precision`]).
+    fn state_precision(&self) -> StatePrecision {
+        StatePrecision::Full
+    }
+    /// Bytes of per-parameter state held now: every element-wise and factored state
+    /// (codes and scales for 8-bit states); scalar states are not counted. 0 for an
+    /// optimizer that does not report it.
+    fn state_bytes(&self) -> usize {
+        0
     }
 }
 

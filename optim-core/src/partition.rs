@@ -9,6 +9,7 @@ use crate::nonfinite::NonFinitePolicy;
 use crate::optim::check_header;
 use crate::optimizer::Optimizer;
 use crate::params::{Grads, Params};
+use crate::precision::StatePrecision;
 use crate::scalar::Scalar;
 use crate::state::{OptimizerState, RouteState, STATE_FORMAT_VERSION};
 use crate::suggest::closest;
@@ -891,6 +892,36 @@ impl<T: Scalar> Optimizer<T> for Partition<T> {
             }
         }
         Ok(())
+    }
+
+    /// Sets `precision` on every route; if a route refuses it, every route is restored
+    /// as it was (from a copy: a conversion back would lose what the compact one dropped).
+    fn set_state_precision(&mut self, precision: StatePrecision) -> Result<()> {
+        let before: Vec<Box<dyn Optimizer<T>>> = self
+            .routes
+            .iter()
+            .map(|r| r.optimizer.boxed_clone())
+            .collect();
+        for i in 0..self.routes.len() {
+            if let Err(e) = self.routes[i].optimizer.set_state_precision(precision) {
+                for (route, old) in self.routes.iter_mut().zip(before) {
+                    route.optimizer = old;
+                }
+                return Err(in_route(i, e));
+            }
+        }
+        Ok(())
+    }
+
+    /// The first route's precision (every route's, once set through the partition).
+    fn state_precision(&self) -> StatePrecision {
+        self.routes
+            .first()
+            .map_or(StatePrecision::Full, |r| r.optimizer.state_precision())
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.routes.iter().map(|r| r.optimizer.state_bytes()).sum()
     }
 
     /// The first route's policy (every route's, once set through the partition).

@@ -46,6 +46,10 @@ pub enum DType {
     F32,
     /// 64-bit IEEE float.
     F64,
+    /// bfloat16 (compact optimizer state only; never a parameter type).
+    Bf16,
+    /// Unsigned bytes (8-bit state codes only).
+    U8,
 }
 
 impl DType {
@@ -54,6 +58,8 @@ impl DType {
         match self {
             DType::F32 => "f32",
             DType::F64 => "f64",
+            DType::Bf16 => "bf16",
+            DType::U8 => "u8",
         }
     }
 }

@@ -19,6 +19,10 @@ pub enum TensorData {
     F32(Vec<f32>),
     /// `f64` elements.
     F64(Vec<f64>),
+    /// bfloat16 elements, as their bits (a state kept in bf16).
+    Bf16(Vec<u16>),
+    /// Bytes (the codes of a state kept in 8 bits).
+    U8(Vec<u8>),
 }
 
 impl TensorData {
@@ -27,6 +31,8 @@ impl TensorData {
         match self {
             TensorData::F32(_) => DType::F32,
             TensorData::F64(_) => DType::F64,
+            TensorData::Bf16(_) => DType::Bf16,
+            TensorData::U8(_) => DType::U8,
         }
     }
     /// Number of elements.
@@ -34,6 +40,8 @@ impl TensorData {
         match self {
             TensorData::F32(v) => v.len(),
             TensorData::F64(v) => v.len(),
+            TensorData::Bf16(v) => v.len(),
+            TensorData::U8(v) => v.len(),
         }
     }
     /// Whether there are no elements.

@@ -10,6 +10,7 @@ use crate::optim::table::SlotTable;
 use crate::optim::{check_header, export_hyper, import_hyper, unknown_hyper, with_flat};
 use crate::optimizer::Optimizer;
 use crate::params::{Grads, Params};
+use crate::precision::{StateBuf, StatePrecision};
 use crate::scalar::Scalar;
 use crate::state::{OptimizerState, STATE_FORMAT_VERSION};
 use std::fmt;
@@ -150,7 +151,7 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
         let mut fresh = Vec::new();
         for (index, (name, param)) in params.iter().enumerate() {
             if self.slots.locate(index, name).is_none() {
-                fresh.push((index, Slot::new(&self.rule, param)));
+                fresh.push((index, Slot::new(&self.rule, param, StatePrecision::Full)));
             }
         }
         self.inner.step(params, grads)?;
@@ -231,7 +232,7 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
             )));
         };
         let rule: R = import_hyper(&state.hyper)?;
-        let slots = slot::import_all(&state.params, params, |_| &rule)?;
+        let slots = slot::import_all(&state.params, params, StatePrecision::Full, |_| &rule)?;
         let mut inner = self.inner.boxed_clone();
         inner.import_state(inner_state, params)?;
         self.rule = rule;
@@ -257,6 +258,26 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
 
     fn skipped(&self) -> &[String] {
         self.inner.skipped()
+    }
+
+    /// Forwarded to the inner optimizer: the rule's own states are copies of the
+    /// parameters (Lookahead's slow weights), which keep the parameters' precision.
+    fn set_state_precision(&mut self, precision: StatePrecision) -> Result<()> {
+        self.inner.set_state_precision(precision)
+    }
+
+    fn state_precision(&self) -> StatePrecision {
+        self.inner.state_precision()
+    }
+
+    fn state_bytes(&self) -> usize {
+        let own: usize = self
+            .slots
+            .sorted()
+            .into_iter()
+            .map(|(_, s)| s.states.iter().map(StateBuf::bytes).sum::<usize>())
+            .sum();
+        own + self.inner.state_bytes()
     }
 
     fn elementwise(&self) -> bool {

@@ -461,7 +461,7 @@ fn each_mismatch_is_its_own_error_and_changes_nothing() {
             }),
             &p,
             "checkpoint: `PATH`: tensor `param/weight/slow` has dtype I32; optimizer state is \
-             F32 or F64",
+             F32, F64, BF16 or U8 (8-bit codes)",
         ),
         (
             {

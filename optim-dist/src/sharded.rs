@@ -517,6 +517,8 @@ fn state_bytes(state: &OptimizerState) -> usize {
                         * match t.data {
                             TensorData::F32(_) => 4,
                             TensorData::F64(_) => 8,
+                            TensorData::Bf16(_) => 2,
+                            TensorData::U8(_) => 1,
                         }
                 })
                 .sum::<usize>()
@@ -663,6 +665,8 @@ fn merge(states: &[OptimizerState], layout: &Layout) -> Result<OptimizerState> {
             let mut data = match t.data {
                 TensorData::F32(_) => TensorData::F32(Vec::new()),
                 TensorData::F64(_) => TensorData::F64(Vec::new()),
+                TensorData::Bf16(_) => TensorData::Bf16(Vec::new()),
+                TensorData::U8(_) => TensorData::U8(Vec::new()),
             };
             for (_, ps) in &pieces {
                 let piece = ps
@@ -678,6 +682,8 @@ fn merge(states: &[OptimizerState], layout: &Layout) -> Result<OptimizerState> {
                 match (&mut data, &piece.data) {
                     (TensorData::F32(d), TensorData::F32(s)) => d.extend_from_slice(s),
                     (TensorData::F64(d), TensorData::F64(s)) => d.extend_from_slice(s),
+                    (TensorData::Bf16(d), TensorData::Bf16(s)) => d.extend_from_slice(s),
+                    (TensorData::U8(d), TensorData::U8(s)) => d.extend_from_slice(s),
                     _ => {
                         return Err(OptimError::BadState(format!(
                             "`{name}`: pieces of two dtypes"
@@ -781,6 +787,8 @@ fn split(state: &OptimizerState, layout: &Layout, rank: usize) -> Result<Optimiz
             let data = match &t.data {
                 TensorData::F32(v) => TensorData::F32(v[range].to_vec()),
                 TensorData::F64(v) => TensorData::F64(v[range].to_vec()),
+                TensorData::Bf16(v) => TensorData::Bf16(v[range].to_vec()),
+                TensorData::U8(v) => TensorData::U8(v[range].to_vec()),
             };
             tensors.push(TensorState {
                 name: t.name.clone(),

@@ -73,6 +73,9 @@ pub struct State {
     /// Condition under which the state exists (index into `Model::conds`).
     pub when: Option<usize>,
     pub shape: Shape,
+    /// Whether the equations keep it non-negative (see `check::sign`): an 8-bit state
+    /// then uses the unsigned map.
+    pub never_negative: bool,
 }
 
 /// A per-parameter scalar state.

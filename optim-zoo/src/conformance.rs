@@ -1,9 +1,10 @@
 //! Conformance cases: reference trajectories (PyTorch and others) that every optimizer
 //! must reproduce. The format is fixed by `tests/conformance/FORMAT.md`: its first part,
 //! and of its second part the `routes` of a `partition` (handed to the registry as they
-//! are) and the evaluation weights `eval`, checked after the last step with
-//! [`Optimizer::eval_params`]. A case that asks for something the runner does not do
-//! (`state_precision: "q8"`) fails as [`Failure::Unsupported`] rather than at a tolerance.
+//! are), the evaluation weights `eval`, checked after the last step with
+//! [`Optimizer::eval_params`], and `state_precision: "q8"` (the registry's
+//! `"state_precision"` setting). A case that asks for something the runner does not do
+//! fails as [`Failure::Unsupported`] rather than at a tolerance.
 
 use crate::registry;
 use ndarray::{Array2, ArrayD, IxDyn};
@@ -254,12 +255,9 @@ impl Case {
         }
         match doc.state_precision {
             None => {}
+            // The registry's own setting: states kept as the format's blockwise 8-bit codes.
             Some(Value::String(p)) if p == "q8" => {
-                return Err(Failure::Unsupported(
-                    "`state_precision`: \"q8\" (blockwise 8-bit states): the runner keeps \
-                     every state in the case's dtype"
-                        .into(),
-                ))
+                config.insert("state_precision".into(), Value::String(p));
             }
             Some(other) => {
                 return Err(bad(format!(

@@ -14,6 +14,7 @@ use optim_core::partition::{in_route, PARTITION};
 use optim_core::suggest::closest;
 use optim_core::tree::{from_tree, hyper_value, Entries, Tree, TreeError};
 use optim_core::wrapper::Wrapped;
+use optim_core::StatePrecision;
 use optim_core::{
     Algorithm, AlgorithmKind, HyperSpec, OptimError, Optimizer, Partition, Result, Route,
     RouteSelect, Scalar, Selector,
@@ -29,6 +30,8 @@ const INNER_KEY: &str = "inner";
 const DECAY_MASK_KEY: &str = "exclude_from_weight_decay";
 /// A partition's routes.
 const ROUTES_KEY: &str = "routes";
+/// How element-wise states are stored (`"f32"`, `"bf16"`, `"q8"`; see [`StatePrecision`]).
+const PRECISION_KEY: &str = "state_precision";
 
 /// One config object's entries, in the order given.
 type Config = [(String, Tree)];
@@ -530,6 +533,24 @@ impl Registry {
         for (k, v) in map {
             set(&mut merged, k, v.clone());
         }
+        // The state precision is a setting of the built optimizer, not a hyperparameter.
+        let precision = match merged.iter().position(|(k, _)| k == PRECISION_KEY) {
+            Some(at) => Some(state_precision::<T>(&merged.remove(at).1)?),
+            None => None,
+        };
+        let mut built = self.build_entry::<T>(entry, merged)?;
+        if let Some(p) = precision {
+            built.set_state_precision(p)?;
+        }
+        Ok(built)
+    }
+
+    /// Builds `entry` from its merged config.
+    fn build_entry<T: Scalar>(
+        &self,
+        entry: &Entry,
+        mut merged: Vec<(String, Tree)>,
+    ) -> Result<Box<dyn Optimizer<T>>> {
         match &entry.recipe {
             Recipe::Algorithm { f32, f64 } | Recipe::Wrapper { f32, f64, .. } => {
                 pick::<T>(self, &merged, *f32, *f64)
@@ -567,6 +588,20 @@ impl Registry {
     }
 }
 
+/// The `"state_precision"` value of a config.
+fn state_precision<T: Scalar>(v: &Tree) -> Result<StatePrecision> {
+    let parsed = match v {
+        Tree::Str(s) => StatePrecision::parse::<T>(s),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        OptimError::Config(format!(
+            "`{PRECISION_KEY}` must be one of {}, got {v}",
+            StatePrecision::choices::<T>()
+        ))
+    })
+}
+
 /// Calls the builder for `T`'s element type.
 fn pick<T: Scalar>(
     reg: &Registry,
@@ -577,6 +612,11 @@ fn pick<T: Scalar>(
     let built: Box<dyn Any> = match T::DTYPE {
         optim_core::DType::F32 => Box::new(f32(reg, map)?),
         optim_core::DType::F64 => Box::new(f64(reg, map)?),
+        other => {
+            return Err(OptimError::Config(format!(
+                "parameters of type {other} are not supported; use f32 or f64"
+            )))
+        }
     };
     built
         .downcast::<Box<dyn Optimizer<T>>>()

@@ -119,6 +119,17 @@ fn steady_state_steps_do_not_allocate() {
             0,
             "{name}, 1 thread, large"
         );
+        // Compact states are decoded into and encoded from buffers on the stack.
+        for precision in ["bf16", "q8"] {
+            let mut opt = registry.build::<f32>(&config(name)).unwrap();
+            let p = optim_core::StatePrecision::parse::<f32>(precision).unwrap();
+            opt.set_state_precision(p).unwrap();
+            assert_eq!(
+                steady_state(opt.as_mut(), 4, 300_000),
+                0,
+                "{name}, 1 thread, {precision} states"
+            );
+        }
     }
     muon_allocates_only_in_matrix_products(&registry);
 

@@ -220,8 +220,11 @@ fn routes_and_evaluation_weights_are_run_and_each_failure_names_its_field() {
 #[test]
 fn fields_the_runner_does_not_know_or_support_are_reported_not_ignored() {
     let mut case = partition_case();
-    case["state_precision"] = serde_json::json!("q8");
-    assert!(matches!(run(&case), Err(Failure::Unsupported(m)) if m.contains("state_precision")));
+    case["state_precision"] = serde_json::json!("q4");
+    assert_eq!(
+        run(&case).unwrap_err().to_string(),
+        "malformed case: `state_precision` is \"q4\"; the format defines \"q8\""
+    );
 
     let mut case = partition_case();
     case["evall"] = case["eval"].clone();

@@ -99,6 +99,8 @@ fn state_bits(state: &optim_core::OptimizerState, out: &mut Vec<u64>) {
             match &t.data {
                 TensorData::F32(v) => out.extend(v.iter().map(|x| u64::from(x.to_bits()))),
                 TensorData::F64(v) => out.extend(v.iter().map(|x| x.to_bits())),
+                TensorData::Bf16(v) => out.extend(v.iter().map(|&x| u64::from(x))),
+                TensorData::U8(v) => out.extend(v.iter().map(|&x| u64::from(x))),
             }
         }
         out.extend(p.scalars.iter().map(|(_, x)| x.to_bits()));

@@ -2,9 +2,11 @@
 //! allocation, export, and checked import.
 
 use crate::algorithm::{Algorithm, StateInit, Workspace};
+use crate::compact::Q8_BLOCK;
 use crate::error::{OptimError, Result};
 use crate::optim::table::SlotTable;
 use crate::params::Params;
+use crate::precision::{StateBuf, StatePrecision};
 use crate::scalar::{DType, Scalar};
 use crate::state::{ParamState, TensorData, TensorState, MAX_STEP};
 use ndarray::ArrayD;
@@ -17,7 +19,9 @@ pub(crate) struct Slot<T> {
     /// Steps taken (0 only between creation and the first step).
     pub(crate) t: u64,
     /// One entry per `A::STATES`; empty when disabled.
-    pub(crate) states: Vec<Vec<T>>,
+    pub(crate) states: Vec<StateBuf<T>>,
+    /// How compactable states are stored (see [`StatePrecision`]).
+    pub(crate) precision: StatePrecision,
     /// One entry per `A::SCALARS`.
     pub(crate) scalars: Vec<f64>,
     /// Cached group index, valid while `epoch` equals the owner's.
@@ -33,19 +37,24 @@ pub(crate) struct Slot<T> {
 impl<T: Scalar> Slot<T> {
     /// Fresh state for `param` under `a`: enabled states initialised, scalars at their
     /// initial values, step 0.
-    pub(crate) fn new<A: Algorithm>(a: &A, param: &ArrayD<T>) -> Self {
-        let mut slot = Self::unprepared::<A>(a, param);
+    pub(crate) fn new<A: Algorithm>(a: &A, param: &ArrayD<T>, precision: StatePrecision) -> Self {
+        let mut slot = Self::unprepared::<A>(a, param, precision);
         slot.prepare(a, param);
         slot
     }
 
     /// Like [`Slot::new`] but with no element-wise state allocated yet ([`Slot::prepare`]
     /// and [`Slot::prepare_state`] allocate them).
-    pub(crate) fn unprepared<A: Algorithm>(a: &A, param: &ArrayD<T>) -> Self {
+    pub(crate) fn unprepared<A: Algorithm>(
+        a: &A,
+        param: &ArrayD<T>,
+        precision: StatePrecision,
+    ) -> Self {
         Slot {
             shape: param.shape().to_vec(),
             t: 0,
-            states: vec![Vec::new(); A::STATES.len()],
+            states: vec![StateBuf::default(); A::STATES.len()],
+            precision,
             scalars: (0..A::SCALARS.len()).map(|i| a.scalar_init(i)).collect(),
             group: None,
             epoch: 0,
@@ -78,12 +87,15 @@ impl<T: Scalar> Slot<T> {
         };
         if !a.state_enabled(i, &self.shape) {
             if !state.is_empty() {
-                *state = Vec::new();
+                *state = StateBuf::default();
             }
         } else if state.is_empty() && len > 0 {
             *state = match spec.init {
-                StateInit::Fill => vec![T::from_f64(a.state_fill(i)); len],
-                StateInit::CopyOfParam => param.iter().copied().collect(),
+                StateInit::Fill => {
+                    let fill = T::from_f64(a.state_fill(i));
+                    StateBuf::filled(precision_of(spec, self.precision), spec.qmap(), len, fill)
+                }
+                StateInit::CopyOfParam => StateBuf::Full(param.iter().copied().collect()),
             };
         }
     }
@@ -93,7 +105,7 @@ impl<T: Scalar> Slot<T> {
     pub(crate) fn prune<A: Algorithm>(&mut self, a: &A) {
         for (i, state) in self.states.iter_mut().enumerate() {
             if !a.state_enabled(i, &self.shape) && !state.is_empty() {
-                *state = Vec::new();
+                *state = StateBuf::default();
             }
         }
     }
@@ -114,28 +126,54 @@ impl<T: Scalar> Slot<T> {
     /// The exported form: every state `a` enables (an enabled `Fill` state not allocated
     /// yet is exported at its fill value, as the next step would allocate it; an enabled
     /// copy of the parameter not made yet is left out, and [`Slot::import`] takes it so).
+    /// A bf16 state is one `BF16` tensor; a q8 state `m` is two, `m.codes` (`U8`, the
+    /// state's shape) and `m.scales` (`F32`, one per block of 256).
     pub(crate) fn export<A: Algorithm>(&self, name: &str, a: &A) -> ParamState {
-        let tensors = A::STATES
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| a.state_enabled(i, &self.shape))
-            .filter_map(|(i, spec)| {
-                let len = self.len_of::<A>(i);
-                let state = &self.states[i];
-                let data = if state.len() == len {
-                    to_data(state)
-                } else if spec.init == StateInit::Fill {
-                    to_data(&vec![T::from_f64(a.state_fill(i)); len])
-                } else {
-                    return None; // a copy of the parameter, made at its next step
-                };
-                Some(TensorState {
-                    name: spec.name.to_string(),
-                    shape: spec.shape.shape_for(&self.shape),
-                    data,
-                })
-            })
-            .collect();
+        let mut tensors = Vec::with_capacity(A::STATES.len());
+        for (i, spec) in A::STATES.iter().enumerate() {
+            if !a.state_enabled(i, &self.shape) {
+                continue;
+            }
+            let len = self.len_of::<A>(i);
+            let state = &self.states[i];
+            let fresh;
+            let state = if state.len() == len {
+                state
+            } else if spec.init == StateInit::Fill {
+                let fill = T::from_f64(a.state_fill(i));
+                fresh =
+                    StateBuf::filled(precision_of(spec, self.precision), spec.qmap(), len, fill);
+                &fresh
+            } else {
+                continue; // a copy of the parameter, made at its next step
+            };
+            let shape = spec.shape.shape_for(&self.shape);
+            let name = spec.name.to_string();
+            match state {
+                StateBuf::Full(v) => tensors.push(TensorState {
+                    name,
+                    shape,
+                    data: to_data(v),
+                }),
+                StateBuf::Bf16(bits) => tensors.push(TensorState {
+                    name,
+                    shape,
+                    data: TensorData::Bf16(bits.clone()),
+                }),
+                StateBuf::Q8 { codes, scales, .. } => {
+                    tensors.push(TensorState {
+                        name: format!("{name}{CODES}"),
+                        shape,
+                        data: TensorData::U8(codes.clone()),
+                    });
+                    tensors.push(TensorState {
+                        name: format!("{name}{SCALES}"),
+                        shape: vec![scales.len()],
+                        data: TensorData::F32(scales.clone()),
+                    });
+                }
+            }
+        }
         let scalars = A::SCALARS
             .iter()
             .zip(&self.scalars)
@@ -149,8 +187,14 @@ impl<T: Scalar> Slot<T> {
         }
     }
 
-    /// Checks `saved` against `param` and the states `a` enables, and builds the slot.
-    fn import<A: Algorithm>(saved: &ParamState, param: &ArrayD<T>, a: &A) -> Result<Self> {
+    /// Checks `saved` against `param`, the states `a` enables and the precision
+    /// `precision` keeps them in, and builds the slot.
+    fn import<A: Algorithm>(
+        saved: &ParamState,
+        param: &ArrayD<T>,
+        a: &A,
+        precision: StatePrecision,
+    ) -> Result<Self> {
         let p = &saved.param;
         let bad = |msg: String| OptimError::BadState(format!("`{p}`: {msg}"));
         if saved.step == 0 {
@@ -166,10 +210,18 @@ impl<T: Scalar> Slot<T> {
                 saved.step
             )));
         }
-        let mut states: Vec<Option<Vec<T>>> = vec![None; A::STATES.len()];
+        // The saved tensors of each state: its values, or its codes and scales.
+        let mut parts: Vec<[Option<&TensorState>; 3]> = vec![[None; 3]; A::STATES.len()];
         for tensor in &saved.tensors {
-            let n = &tensor.name;
-            let Some(i) = A::STATES.iter().position(|s| s.name == *n) else {
+            let n = tensor.name.as_str();
+            let (base, part) = if let Some(b) = n.strip_suffix(CODES) {
+                (b, 1)
+            } else if let Some(b) = n.strip_suffix(SCALES) {
+                (b, 2)
+            } else {
+                (n, 0)
+            };
+            let Some(i) = A::STATES.iter().position(|s| s.name == base) else {
                 let valid: Vec<_> = A::STATES.iter().map(|s| s.name).collect();
                 return Err(bad(format!(
                     "unknown state tensor `{n}`; {} has: {}",
@@ -182,63 +234,111 @@ impl<T: Scalar> Slot<T> {
                     "state tensor `{n}` is saved but disabled under the saved hyperparameters"
                 )));
             }
-            let want = A::STATES[i].shape.shape_for(param.shape());
-            if states[i].is_some() {
+            if parts[i][part].replace(tensor).is_some() {
                 return Err(bad(format!("state tensor `{n}` appears twice")));
             }
-            if tensor.shape != want {
-                let need = if want == param.shape() {
-                    String::new()
-                } else {
-                    format!(" (so this state has shape {want:?})")
-                };
-                return Err(bad(format!(
-                    "state tensor `{n}` has shape {:?}, the parameter has shape {:?}{need}",
-                    tensor.shape,
-                    param.shape()
-                )));
-            }
-            if tensor.data.dtype() != T::DTYPE {
-                return Err(OptimError::DTypeMismatch {
+        }
+        let mut out = Vec::with_capacity(parts.len());
+        for (i, part) in parts.into_iter().enumerate() {
+            let spec = &A::STATES[i];
+            let want = spec.shape.shape_for(param.shape());
+            let len: usize = want.iter().product();
+            let expected = precision_of(spec, precision).storage_for(len);
+            let buf = match part {
+                [None, None, None] => {
+                    match () {
+                        // A copy of the parameter whose `#[when]` was switched on since the
+                        // last step is not made yet, so export leaves it out (it has no
+                        // parameter to copy); left unmade here too, the next step copies
+                        // it, as it would have.
+                        _ if spec.init == StateInit::CopyOfParam && spec.when.is_some() => {}
+                        _ if a.state_enabled(i, param.shape()) => {
+                            return Err(bad(format!("state tensor `{}` is missing", spec.name)))
+                        }
+                        _ => {}
+                    }
+                    StateBuf::default()
+                }
+                [Some(t), None, None] => {
+                    check_shape(&bad, t, &want, param.shape())?;
+                    match &t.data {
+                        TensorData::Bf16(bits) => StateBuf::Bf16(bits.clone()),
+                        data if data.dtype() == T::DTYPE => StateBuf::Full(from_data(data)),
+                        data if expected == StatePrecision::Full => {
+                            return Err(OptimError::DTypeMismatch {
+                                name: p.clone(),
+                                expected: T::DTYPE,
+                                saved: data.dtype(),
+                            })
+                        }
+                        data => {
+                            return Err(bad(format!(
+                                "state tensor `{}` is saved as {}, not as this optimizer's {} \
+                                 state",
+                                spec.name,
+                                data.dtype(),
+                                expected
+                            )))
+                        }
+                    }
+                }
+                [None, Some(c), Some(sc)] => {
+                    check_shape(&bad, c, &want, param.shape())?;
+                    let blocks = len.div_ceil(Q8_BLOCK);
+                    let (TensorData::U8(codes), TensorData::F32(scales)) = (&c.data, &sc.data)
+                    else {
+                        return Err(bad(format!(
+                            "q8 state `{}` needs U8 codes and F32 scales, found {} and {}",
+                            spec.name,
+                            c.data.dtype(),
+                            sc.data.dtype()
+                        )));
+                    };
+                    if codes.len() != len || sc.shape != [blocks] || scales.len() != blocks {
+                        return Err(bad(format!(
+                            "q8 state `{}` has {} codes and scales of shape {:?}; its shape \
+                             {want:?} needs {len} codes and {blocks} scales",
+                            spec.name,
+                            codes.len(),
+                            sc.shape
+                        )));
+                    }
+                    if let Some(x) = scales.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
+                        return Err(bad(format!(
+                            "q8 state `{}` has scale {x}; scales are finite and positive",
+                            spec.name
+                        )));
+                    }
+                    StateBuf::Q8 {
+                        codes: codes.clone(),
+                        scales: scales.clone(),
+                        map: spec.qmap(),
+                    }
+                }
+                [_, c, _] => {
+                    let missing = if c.is_none() { CODES } else { SCALES };
+                    return Err(bad(format!(
+                        "state `{}` is saved in pieces that do not fit together (`{}{missing}` \
+                         is missing or a full copy is saved beside its codes)",
+                        spec.name, spec.name
+                    )));
+                }
+            };
+            if !buf.is_empty() && buf.precision() != expected {
+                return Err(OptimError::StatePrecisionMismatch {
                     name: p.clone(),
-                    expected: T::DTYPE,
-                    saved: tensor.data.dtype(),
+                    state: spec.name.to_string(),
+                    expected,
+                    saved: buf.precision(),
                 });
             }
-            let values: usize = want.iter().product();
-            if tensor.data.len() != values {
-                return Err(bad(format!(
-                    "state tensor `{n}` has {} values, its shape {:?} needs {values}",
-                    tensor.data.len(),
-                    tensor.shape,
-                )));
-            }
-            states[i] = Some(from_data(&tensor.data));
-        }
-        let mut out = Vec::with_capacity(states.len());
-        for (i, state) in states.into_iter().enumerate() {
-            let spec = &A::STATES[i];
-            match state {
-                Some(s) => out.push(s),
-                // A copy of the parameter whose `#[when]` was switched on since the last
-                // step is not made yet, so export leaves it out (it has no parameter to
-                // copy); left unmade here too, the next step copies it, as it would have.
-                None if spec.init == StateInit::CopyOfParam && spec.when.is_some() => {
-                    out.push(Vec::new())
-                }
-                None if a.state_enabled(i, param.shape()) => {
-                    return Err(bad(format!(
-                        "state tensor `{}` is missing",
-                        A::STATES[i].name
-                    )))
-                }
-                None => out.push(Vec::new()),
-            }
+            out.push(buf);
         }
         Ok(Slot {
             shape: param.shape().to_vec(),
             t: saved.step,
             states: out,
+            precision,
             scalars: import_scalars::<A>(p, &saved.scalars)?,
             group: None,
             epoch: 0,
@@ -246,6 +346,60 @@ impl<T: Scalar> Slot<T> {
             work: Workspace::default(),
         })
     }
+
+    /// Stores every compactable state as `precision` says, converting existing values
+    /// (decode, encode); later states are allocated so.
+    pub(crate) fn set_precision<A: Algorithm>(&mut self, precision: StatePrecision) {
+        self.precision = precision;
+        for (spec, state) in A::STATES.iter().zip(&mut self.states) {
+            if spec.compactable() && !state.is_empty() {
+                *state = state.converted(precision, spec.qmap());
+            }
+        }
+    }
+}
+
+/// Suffixes of a q8 state's two exported tensors.
+const CODES: &str = ".codes";
+const SCALES: &str = ".scales";
+
+/// How `spec` is stored under `precision`: compact only if it is compactable.
+fn precision_of(spec: &crate::algorithm::StateSpec, precision: StatePrecision) -> StatePrecision {
+    if spec.compactable() {
+        precision
+    } else {
+        StatePrecision::Full
+    }
+}
+
+/// The error for a saved tensor whose shape is not `want`.
+fn check_shape(
+    bad: &impl Fn(String) -> OptimError,
+    tensor: &TensorState,
+    want: &[usize],
+    param: &[usize],
+) -> Result<()> {
+    if tensor.shape == want && tensor.data.len() == want.iter().product::<usize>() {
+        return Ok(());
+    }
+    if tensor.shape != want {
+        let need = if want == param {
+            String::new()
+        } else {
+            format!(" (so this state has shape {want:?})")
+        };
+        return Err(bad(format!(
+            "state tensor `{}` has shape {:?}, the parameter has shape {param:?}{need}",
+            tensor.name, tensor.shape
+        )));
+    }
+    Err(bad(format!(
+        "state tensor `{}` has {} values, its shape {:?} needs {}",
+        tensor.name,
+        tensor.data.len(),
+        tensor.shape,
+        want.iter().product::<usize>()
+    )))
 }
 
 /// Scalar states by name, exactly the declared ones, in declaration order.
@@ -271,6 +425,7 @@ fn import_scalars<A: Algorithm>(p: &str, saved: &[(String, f64)]) -> Result<Vec<
 pub(crate) fn import_all<'a, A: Algorithm, T: Scalar>(
     saved: &[ParamState],
     params: &Params<T>,
+    precision: StatePrecision,
     hyper_of: impl Fn(&str) -> &'a A,
 ) -> Result<SlotTable<T>> {
     let mut slots = SlotTable::default();
@@ -290,7 +445,7 @@ pub(crate) fn import_all<'a, A: Algorithm, T: Scalar>(
                 "parameter `{name}` appears twice"
             )));
         }
-        slots.insert(name, Slot::import(state, param, hyper_of(name))?);
+        slots.insert(name, Slot::import(state, param, hyper_of(name), precision)?);
     }
     Ok(slots)
 }
@@ -300,7 +455,7 @@ fn to_data<T: Scalar>(v: &[T]) -> TensorData {
     match T::DTYPE {
         // Exact: the value is an f32 widened to f64.
         DType::F32 => TensorData::F32(v.iter().map(|&x| Scalar::to_f64(x) as f32).collect()),
-        DType::F64 => TensorData::F64(v.iter().map(|&x| Scalar::to_f64(x)).collect()),
+        _ => TensorData::F64(v.iter().map(|&x| Scalar::to_f64(x)).collect()),
     }
 }
 
@@ -309,5 +464,6 @@ fn from_data<T: Scalar>(d: &TensorData) -> Vec<T> {
     match d {
         TensorData::F32(v) => v.iter().map(|&x| T::from_f64(f64::from(x))).collect(),
         TensorData::F64(v) => v.iter().map(|&x| T::from_f64(x)).collect(),
+        TensorData::Bf16(_) | TensorData::U8(_) => Vec::new(),
     }
 }

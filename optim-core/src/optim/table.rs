@@ -139,6 +139,7 @@ mod tests {
             shape: vec![1],
             t,
             states: Vec::new(),
+            precision: Default::default(),
             scalars: Vec::new(),
             group: None,
             epoch: 0,

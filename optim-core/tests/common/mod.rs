@@ -112,6 +112,7 @@ impl<const LAZY: bool> Algorithm for SgdAlgo<LAZY> {
         init: StateInit::Fill,
         when: Some("momentum > 0"),
         shape: StateShape::Elem,
+        never_negative: false,
     }];
     const SCALARS: &'static [ScalarSpec] = &[];
     const SPARSE: SparseRule = if LAZY {
@@ -165,17 +166,17 @@ impl<const LAZY: bool> Algorithm for SgdAlgo<LAZY> {
         _scalars: &mut [f64],
         w: &mut [T],
         grad: GradView<'_, T>,
-        states: &mut [Vec<T>],
+        states: &mut [optim_core::StateBuf<T>],
         _work: &mut optim_core::Workspace<T>,
     ) {
         let lr = T::from_f64(self.lr);
         let mu = T::from_f64(self.momentum);
         let wd = T::from_f64(self.weight_decay);
         let (maximize, has_b, first) = (self.maximize, self.momentum > 0.0, t == 1);
-        let update = |i: usize, g: T, w: &mut [T], states: &mut [Vec<T>]| {
+        let update = |i: usize, g: T, w: &mut [T], states: &mut [optim_core::StateBuf<T>]| {
             let g = (if maximize { -g } else { g }) + wd * w[i];
             let d = if has_b {
-                let b = &mut states[0][i];
+                let b = &mut states[0].full_mut()[i];
                 *b = if first { g } else { mu * *b + g };
                 *b
             } else {
@@ -258,6 +259,7 @@ impl Algorithm for Acc {
         init: StateInit::Fill,
         when: None,
         shape: StateShape::Elem,
+        never_negative: false,
     }];
     const SCALARS: &'static [ScalarSpec] = &[ScalarSpec { name: "p" }];
     const SPARSE: SparseRule = SparseRule::Densify;
@@ -305,13 +307,13 @@ impl Algorithm for Acc {
         scalars: &mut [f64],
         w: &mut [T],
         grad: GradView<'_, T>,
-        states: &mut [Vec<T>],
+        states: &mut [optim_core::StateBuf<T>],
         _work: &mut optim_core::Workspace<T>,
     ) {
         scalars[0] *= 0.5;
         let step = T::from_f64(self.lr * scalars[0]);
         let GradView::Dense(g) = grad else { return };
-        for ((w, s), &g) in w.iter_mut().zip(states[0].iter_mut()).zip(g) {
+        for ((w, s), &g) in w.iter_mut().zip(states[0].full_mut().iter_mut()).zip(g) {
             let g = if self.maximize { -g } else { g };
             *s = *s + g * g;
             *w = *w - step * g / s.sqrt();
@@ -362,6 +364,7 @@ impl Algorithm for Lookahead {
         init: StateInit::CopyOfParam,
         when: None,
         shape: StateShape::Elem,
+        never_negative: false,
     }];
     const SCALARS: &'static [ScalarSpec] = &[];
     const SPARSE: SparseRule = SparseRule::Densify;
@@ -407,14 +410,14 @@ impl Algorithm for Lookahead {
         _scalars: &mut [f64],
         w: &mut [T],
         _grad: GradView<'_, T>,
-        states: &mut [Vec<T>],
+        states: &mut [optim_core::StateBuf<T>],
         _work: &mut optim_core::Workspace<T>,
     ) {
         if !t.is_multiple_of(self.k as u64) {
             return;
         }
         let alpha = T::from_f64(self.alpha);
-        for (w, s) in w.iter_mut().zip(states[0].iter_mut()) {
+        for (w, s) in w.iter_mut().zip(states[0].full_mut().iter_mut()) {
             *s = *s + alpha * (*w - *s);
             *w = *s;
         }

@@ -12,6 +12,7 @@ use syn::Lit;
 
 mod calls;
 mod hyper;
+mod sign;
 
 use hyper::hyper;
 pub use hyper::show_range;
@@ -219,6 +220,7 @@ pub fn model(
             init,
             when,
             shape: lower.state_shapes[i],
+            never_negative: false,
         });
     }
     let mut scalars = Vec::new();
@@ -352,7 +354,7 @@ pub fn model(
         .span()
         .source_text()
         .unwrap_or_else(|| func.block.to_token_stream().to_string());
-    Some(Model {
+    let mut model = Model {
         vis: func.vis.clone(),
         name,
         type_name: type_ident,
@@ -371,7 +373,12 @@ pub fn model(
         matrices,
         eval,
         body,
-    })
+    };
+    let signs = sign::never_negative(&model);
+    for (state, never_negative) in model.states.iter_mut().zip(signs) {
+        state.never_negative = never_negative;
+    }
+    Some(model)
 }
 
 /// `lazy_adam` → `LazyAdam`: the generated type's name.

@@ -295,7 +295,8 @@ fn algorithm_impl(m: &Model) -> TokenStream {
             Shape::Row => quote!(Row),
             Shape::Col => quote!(Col),
         };
-        quote!(::optim_core::StateSpec { name: #n, init: #init, when: #when, shape: ::optim_core::StateShape::#shape })
+        let never_negative = s.never_negative;
+        quote!(::optim_core::StateSpec { name: #n, init: #init, when: #when, shape: ::optim_core::StateShape::#shape, never_negative: #never_negative })
     });
     let scalar_specs = m.scalars.iter().map(|s| {
         let n = s.name.to_string();
@@ -471,7 +472,7 @@ fn algorithm_impl(m: &Model) -> TokenStream {
                 __scalars: &mut [f64],
                 __param: &mut [T],
                 __grad: ::optim_core::GradView<'_, T>,
-                __states: &mut [::std::vec::Vec<T>],
+                __states: &mut [::optim_core::StateBuf<T>],
                 __work: &mut ::optim_core::Workspace<T>,
             ) {
                 #step_call
@@ -563,8 +564,22 @@ fn eval_fn(m: &Model) -> TokenStream {
         .enumerate()
         .filter(|(_, s)| s.shape == Shape::Elem)
         .map(|(i, _)| {
-            let (s, l) = (&st[i], emit::state_local(i));
-            quote!(let #l = match #s.get(__i) { Some(&__v) => __v, None => <T as ::optim_core::num_traits::Zero>::zero() };)
+            let (v, l) = (format_ident!("__sv{}", i), emit::state_local(i));
+            quote!(let #l = match #v.get(__e) { Some(&__v) => __v, None => <T as ::optim_core::num_traits::Zero>::zero() };)
+        })
+        .collect();
+    // Each element state read a block at a time (decoded into a buffer if compact).
+    let views: Vec<TokenStream> = m
+        .states
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.shape == Shape::Elem)
+        .map(|(i, _)| {
+            let (s, v, b) = (&st[i], format_ident!("__sv{}", i), format_ident!("__sb{}", i));
+            quote! {
+                let mut #b = [<T as ::optim_core::num_traits::Zero>::zero(); ::optim_core::compact::Q8_BLOCK];
+                let #v: &[T] = #s.block(__lo, __oc.len(), &mut #b);
+            }
         })
         .collect();
     let sc: Vec<Ident> = (0..m.scalars.len())
@@ -582,7 +597,7 @@ fn eval_fn(m: &Model) -> TokenStream {
             __shape: &[usize],
             __scalars: &[f64],
             __param: &[T],
-            __states: &[::std::vec::Vec<T>],
+            __states: &[::optim_core::StateBuf<T>],
             __out: &mut [T],
         ) {
             #hyper_locals
@@ -594,9 +609,14 @@ fn eval_fn(m: &Model) -> TokenStream {
             #[allow(non_camel_case_types, dead_code)]
             struct __EvalTemps<T> { #(#fields,)* __p: ::core::marker::PhantomData<T> }
             let __k = __EvalTemps::<T> { #(#inits,)* __p: ::core::marker::PhantomData };
-            for (__i, (__o, &__w)) in __out.iter_mut().zip(__param).enumerate() {
-                #(#loads)*
-                *__o = #value;
+            let __block = ::optim_core::compact::Q8_BLOCK;
+            for (__b, (__oc, __wc)) in __out.chunks_mut(__block).zip(__param.chunks(__block)).enumerate() {
+                let __lo = __b * __block;
+                #(#views)*
+                for (__e, (__o, &__w)) in __oc.iter_mut().zip(__wc).enumerate() {
+                    #(#loads)*
+                    *__o = #value;
+                }
             }
         }
     }

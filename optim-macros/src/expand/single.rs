@@ -142,14 +142,15 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
     } else {
         quote!(__elems::<T, #(#cond_params),*>(self.k, self.ws, #(#slices),*))
     };
+    let compact_body = compact_body(has_grad, &slices, &cond_params);
     let chunk = quote! {
         /// A span of the parameter with the same span of its gradient and states (the
-        /// whole arrays for sparse rows); disabled states are empty slices.
+        /// whole arrays for sparse rows); disabled states are empty.
         struct __Chunk<'a, T, #(const #cond_params: bool),*> {
             k: &'a __Temps<T>,
             ws: &'a mut [T],
             grad: ::optim_core::GradView<'a, T>,
-            ss: [&'a mut [T]; #n_arr],
+            ss: [::optim_core::precision::StateSpan<'a, T>; #n_arr],
         }
 
         #[allow(unused_variables, clippy::all)]
@@ -164,7 +165,7 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
 
             fn split_at(self, __mid: usize) -> (Self, Self) {
                 let [#(#slices),*] = self.ss;
-                #(let (#half_a, #half_b) = ::optim_core::kernel::split_state(#slices, __mid);)*
+                #(let (#half_a, #half_b) = #slices.split_at(__mid);)*
                 let (__wa, __wb) = ::optim_core::kernel::split_state(self.ws, __mid);
                 let (__ga, __gb) = ::optim_core::kernel::split_grad(self.grad, __mid);
                 (
@@ -177,7 +178,14 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
             #[allow(clippy::all)]
             fn run(self) {
                 let [#(#slices),*] = self.ss;
-                #run_body
+                if true #(&& #slices.is_full())* {
+                    // States in the parameter's precision: stepped where they are.
+                    #(let #slices = #slices.into_full();)*
+                    #run_body
+                } else {
+                    #(let mut #slices = #slices;)*
+                    #compact_body
+                }
             }
         }
     };
@@ -197,12 +205,12 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
 
         trait __Kernel {
             #[allow(clippy::too_many_arguments)]
-            fn __step<T: ::optim_core::Scalar>(&self, __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::std::vec::Vec<T>], __work: &mut ::optim_core::Workspace<T>);
+            fn __step<T: ::optim_core::Scalar>(&self, __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::optim_core::StateBuf<T>], __work: &mut ::optim_core::Workspace<T>);
         }
 
         impl __Kernel for #ty {
             #[allow(unused_variables, unused_mut, unused_assignments, unused_parens, clippy::all)]
-            fn __step<T: ::optim_core::Scalar>(&self, __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::std::vec::Vec<T>], __work: &mut ::optim_core::Workspace<T>) {
+            fn __step<T: ::optim_core::Scalar>(&self, __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::optim_core::StateBuf<T>], __work: &mut ::optim_core::Workspace<T>) {
                 #hyper_locals
                 let __t: f64 = __t_count as f64;
                 #shape_locals
@@ -215,9 +223,90 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
                     __p: ::core::marker::PhantomData,
                 };
                 let __ws = __param;
-                let __ss: [&mut [T]; #n_arr] = [#(#st.as_mut_slice()),*];
+                let __ss: [::optim_core::precision::StateSpan<'_, T>; #n_arr] = [#(#st.span()),*];
                 #dispatch
             }
+        }
+    }
+}
+
+/// The element loop over compact states: the span in windows of one 8-bit block, each
+/// state's window decoded into a buffer on the stack, stepped by the same loop, and
+/// encoded back; a sparse row steps the blocks it overlaps (re-encoding each whole).
+fn compact_body(has_grad: bool, slices: &[Ident], cond_params: &[Ident]) -> TokenStream {
+    let bufs: Vec<Ident> = (0..slices.len())
+        .map(|i| format_ident!("__buf{}", i))
+        .collect();
+    let views: Vec<Ident> = (0..slices.len())
+        .map(|i| format_ident!("__view{}", i))
+        .collect();
+    let block = quote!(::optim_core::compact::Q8_BLOCK);
+    let zero = quote!(<T as ::optim_core::num_traits::Zero>::zero());
+    let decls = quote! {
+        let __ws = self.ws;
+        let __n = __ws.len();
+        #(let mut #bufs = [#zero; #block];)*
+    };
+    let windows = quote!(#(let #views = #slices.window(__lo, __len, &mut #bufs);)*);
+    let commits = quote!(#(#slices.commit(__lo, __len, &#bufs);)*);
+    if !has_grad {
+        return quote! {
+            #decls
+            let mut __lo = 0usize;
+            while __lo < __n {
+                let __len = (__n - __lo).min(#block);
+                let Some(__wb) = __ws.get_mut(__lo..__lo + __len) else { return; };
+                {
+                    #windows
+                    __elems::<T, #(#cond_params),*>(self.k, __wb, #(#views),*);
+                }
+                #commits
+                __lo += __len;
+            }
+        };
+    }
+    quote! {
+        #decls
+        match self.grad {
+            ::optim_core::GradView::Dense(__gs) => {
+                let mut __lo = 0usize;
+                while __lo < __n {
+                    let __len = (__n - __lo).min(#block);
+                    let (Some(__wb), Some(__gb)) = (__ws.get_mut(__lo..__lo + __len), __gs.get(__lo..__lo + __len)) else {
+                        return;
+                    };
+                    {
+                        #windows
+                        __elems::<T, #(#cond_params),*>(self.k, __wb, __gb, #(#views),*);
+                    }
+                    #commits
+                    __lo += __len;
+                }
+            }
+            ::optim_core::GradView::Rows { width, rows, values } => {
+                for (__j, &__r) in rows.iter().enumerate() {
+                    let (__a, __b) = (__r * width, __r * width + width);
+                    let Some(__gr) = values.get(__j * width..__j * width + width) else {
+                        return;
+                    };
+                    let mut __lo = __a / #block * #block;
+                    while __lo < __b && __lo < __n {
+                        let __len = (__n - __lo).min(#block);
+                        let (__s0, __s1) = (__a.max(__lo), __b.min(__lo + __len));
+                        let (Some(__wb), Some(__gb)) = (__ws.get_mut(__s0..__s1), __gr.get(__s0 - __a..__s1 - __a)) else {
+                            return;
+                        };
+                        {
+                            #windows
+                            #(let #views = ::optim_core::kernel::span_or_empty(#views, __s0 - __lo, __s1 - __lo);)*
+                            __elems::<T, #(#cond_params),*>(self.k, __wb, __gb, #(#views),*);
+                        }
+                        #commits
+                        __lo += #block;
+                    }
+                }
+            }
+            ::optim_core::GradView::None => {}
         }
     }
 }

@@ -384,6 +384,13 @@ pub(super) fn kernel(m: &Model) -> Generated {
         quote!(let #c: bool = #l;)
     });
     let st: Vec<Ident> = (0..n_states).map(|i| format_ident!("__st{}", i)).collect();
+    let factored_full: Vec<TokenStream> = m
+        .states
+        .iter()
+        .zip(&st)
+        .filter(|(s, _)| s.shape != Shape::Elem)
+        .map(|(_, st)| quote!(let #st: &mut [T] = #st.full_mut();))
+        .collect();
     let sc: Vec<Ident> = (0..m.scalars.len())
         .map(|i| format_ident!("__sc{}", i))
         .collect();
@@ -526,7 +533,7 @@ pub(super) fn kernel(m: &Model) -> Generated {
             __scalars: &mut [f64],
             __param: &mut [T],
             __grad: ::optim_core::GradView<'_, T>,
-            __states: &mut [::std::vec::Vec<T>],
+            __states: &mut [::optim_core::StateBuf<T>],
             __work: &mut ::optim_core::Workspace<T>,
         ) {
             if __gf.len() < #frame_len {
@@ -547,12 +554,12 @@ pub(super) fn kernel(m: &Model) -> Generated {
 
         trait __Kernel {
             #[allow(clippy::too_many_arguments)]
-            fn __step<T: ::optim_core::Scalar>(&self, __phase: usize, __gf: &[f64], __shares: &mut [f64], __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::std::vec::Vec<T>], __work: &mut ::optim_core::Workspace<T>);
+            fn __step<T: ::optim_core::Scalar>(&self, __phase: usize, __gf: &[f64], __shares: &mut [f64], __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::optim_core::StateBuf<T>], __work: &mut ::optim_core::Workspace<T>);
         }
 
         impl __Kernel for #ty {
             #[allow(unused_variables, unused_mut, unused_assignments, unused_parens, clippy::all)]
-            fn __step<T: ::optim_core::Scalar>(&self, __phase: usize, __gf: &[f64], __shares: &mut [f64], __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::std::vec::Vec<T>], __work: &mut ::optim_core::Workspace<T>) {
+            fn __step<T: ::optim_core::Scalar>(&self, __phase: usize, __gf: &[f64], __shares: &mut [f64], __t_count: u64, __shape: &[usize], __scalars: &mut [f64], __param: &mut [T], __grad: ::optim_core::GradView<'_, T>, __states: &mut [::optim_core::StateBuf<T>], __work: &mut ::optim_core::Workspace<T>) {
                 #hyper_locals
                 let __t: f64 = __t_count as f64;
                 #shape_locals
@@ -563,6 +570,8 @@ pub(super) fn kernel(m: &Model) -> Generated {
                 let __nblk: usize = __numel.div_ceil(::optim_core::kernel::REDUCE_BLOCK);
                 let [#(#sc),*] = __scalars else { return; };
                 let [#(#st),*] = __states else { return; };
+                // Factored states are always full; per-tensor code indexes them.
+                #(#factored_full)*
                 #grad_local
                 let mut __offs = [0usize; #n_offs];
                 let mut __need = 0usize;

@@ -143,25 +143,40 @@ pub(super) fn pass_kernel(
     if has_grad {
         sub_views.push(quote!(let Some(__gs) = __gs.get(__sub..__sub + __len) else { return; };));
     }
+    // Element states: each a span (full, or compact and decoded a sub-block at a time
+    // into a buffer on the stack, encoded back after it when this pass writes it).
+    let spans: Vec<Ident> = (0..n_states).map(|i| format_ident!("__sp{}", i)).collect();
+    let sbufs: Vec<Ident> = (0..n_states).map(|i| format_ident!("__sb{}", i)).collect();
+    let mut flat_prep = Vec::new();
+    let mut sub_commits = Vec::new();
+    let mut rows_prep = Vec::new();
+    let mut rows_finish = Vec::new();
     for (i, s) in m.states.iter().enumerate() {
+        let ss = &slices[i];
         if s.shape != Shape::Elem {
+            flat_prep.push(quote!(let #ss = #ss.into_full();));
+            rows_prep.push(quote!(let #ss = #ss.into_full();));
             continue;
         }
-        let ss = &slices[i];
-        match s.when {
-            None => sub_views
-                .push(quote!(let Some(#ss) = #ss.get_mut(__sub..__sub + __len) else { return; };)),
-            Some(k) if pass.conds.contains(&k) => {
-                let c = cond_param(k);
-                sub_views.push(quote! {
-                    let #ss: &mut [T] = if #c {
-                        match #ss.get_mut(__sub..__sub + __len) { Some(__s) => __s, None => return }
-                    } else {
-                        #ss
-                    };
-                });
+        let (sp, sb) = (&spans[i], &sbufs[i]);
+        let writes = plan.stores_in(Mem::State(i), p);
+        flat_prep.push(quote! {
+            let mut #sp = #ss;
+            let mut #sb = [#zero; ::optim_core::compact::Q8_BLOCK];
+        });
+        rows_prep
+            .push(quote!(let mut #sp = ::optim_core::precision::StateCursor::new(#ss, #writes);));
+        rows_finish.push(quote!(#sp.finish();));
+        let used = match s.when {
+            Some(k) => pass.conds.contains(&k),
+            None => true,
+        };
+        if used {
+            // A disabled state's window is empty, as its kernel expects.
+            sub_views.push(quote!(let #ss = #sp.window(__sub, __len, &mut #sb);));
+            if writes {
+                sub_commits.push(quote!(#sp.commit(__sub, __len, &#sb);));
             }
-            Some(_) => {}
         }
     }
     for mx in &mxs {
@@ -177,14 +192,25 @@ pub(super) fn pass_kernel(
     let run_loop = match pass.walk {
         Walk::Flat if nr == 0 => quote! {
             #(#reslice)*
-            for __e in 0..__n {
-                #elem
+            #(#flat_prep)*
+            let mut __sub = 0usize;
+            while __sub < __n {
+                let __len = (__n - __sub).min(::optim_core::compact::Q8_BLOCK);
+                {
+                    #(#sub_views)*
+                    for __e in 0..__len {
+                        #elem
+                    }
+                }
+                #(#sub_commits)*
+                __sub += __len;
             }
         },
         Walk::Flat => quote! {
             const __RB: usize = ::optim_core::kernel::REDUCE_BLOCK;
             const __SUB: usize = 256;
             #(#reslice)*
+            #(#flat_prep)*
             // Each sub-block writes the first `__len` values before the lanes read them.
             #(let mut #bufs = [0.0f64; __SUB];)*
             let mut __lo = 0usize;
@@ -201,6 +227,7 @@ pub(super) fn pass_kernel(
                             #elem
                         }
                     }
+                    #(#sub_commits)*
                     #(#lane_adds)*
                     __sub += __len;
                 }
@@ -224,7 +251,15 @@ pub(super) fn pass_kernel(
             for (i, s) in m.states.iter().enumerate() {
                 let ss = &slices[i];
                 let (lo, hi) = match s.shape {
-                    Shape::Elem => (quote!(__at), quote!(__at + __len)),
+                    Shape::Elem => {
+                        // Rows in column windows: a cursor keeps the blocks they touch.
+                        let used = s.when.is_none_or(|k| pass.conds.contains(&k));
+                        if used {
+                            let sp = &spans[i];
+                            row_views.push(quote!(let #ss = #sp.window(__at, __len);));
+                        }
+                        continue;
+                    }
                     Shape::Col => (quote!(__cb + __sub), quote!(__cb + __sub + __len)),
                     Shape::Row => continue,
                 };
@@ -275,6 +310,7 @@ pub(super) fn pass_kernel(
                 .collect();
             quote! {
                 const __SUB: usize = 256;
+                #(#rows_prep)*
                 #(#acc_decl_flat)*
                 #(let mut #bufs = [0.0f64; __SUB];)*
                 #(let mut #row_bufs = [0.0f64; __SUB];)*
@@ -299,6 +335,7 @@ pub(super) fn pass_kernel(
                     }
                     #(__sums[__offs[#row_reds] + __row] = #row_folds;)*
                 }
+                #(#rows_finish)*
                 let __base = self.part_base;
                 #(__sums[__base + #js] = #acc_fold;)*
             }
@@ -333,7 +370,7 @@ pub(super) fn pass_kernel(
     let split_body = match pass.walk {
         Walk::Flat => quote! {
             let [#(#slices),*] = self.ss;
-            #(let (#half_a, #half_b) = ::optim_core::kernel::split_state(#slices, __mid);)*
+            #(let (#half_a, #half_b) = #slices.split_at(__mid);)*
             let [#(#mxs),*] = self.mx;
             #(let (#mx_a, #mx_b) = ::optim_core::kernel::split_state(#mxs, __mid);)*
             let (__wa, __wb) = ::optim_core::kernel::split_state(self.ws, __mid);
@@ -361,7 +398,7 @@ pub(super) fn pass_kernel(
                 k: self.k,
                 ws: &mut [],
                 gs: &[],
-                ss: ::core::array::from_fn(|_| &mut [][..]),
+                ss: ::core::array::from_fn(|_| ::optim_core::precision::StateSpan::Full(&mut [][..])),
                 mx: ::core::array::from_fn(|_| &mut [][..]),
                 sums: &mut [],
                 offs: self.offs,
@@ -381,7 +418,7 @@ pub(super) fn pass_kernel(
             k: &'a __Temps<T>,
             ws: &'a mut [T],
             #gs_field
-            ss: [&'a mut [T]; #n_states],
+            ss: [::optim_core::precision::StateSpan<'a, T>; #n_states],
             #mx_field
             #parts_field
         }
@@ -425,7 +462,19 @@ pub(super) fn pass_kernel(
     };
 
     // The call: the pass's arrays, then dispatch on its conditions.
-    let st: Vec<Ident> = (0..n_states).map(|i| format_ident!("__st{}", i)).collect();
+    let st_spans: Vec<TokenStream> = m
+        .states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let st = format_ident!("__st{}", i);
+            if s.shape == Shape::Elem {
+                quote!(#st.span())
+            } else {
+                quote!(::optim_core::precision::StateSpan::Full(&mut *#st))
+            }
+        })
+        .collect();
     let zero_rows: Vec<TokenStream> = m
         .reductions
         .iter()
@@ -474,7 +523,7 @@ pub(super) fn pass_kernel(
                 k: &__k,
                 ws: &mut *__param,
                 gs: __gs,
-                ss: [#(#st.as_mut_slice()),*],
+                ss: [#(#st_spans),*],
                 mx: __mx,
                 #fields_tail
             })

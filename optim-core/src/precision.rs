@@ -323,7 +323,7 @@ impl<'a, T: Scalar> StateSpan<'a, T> {
     #[inline(always)]
     pub fn bytes_per_elem(&self) -> usize {
         match self {
-            StateSpan::Full(v) if v.is_empty() => 0,
+            StateSpan::Full([]) => 0,
             StateSpan::Full(_) => std::mem::size_of::<T>(),
             StateSpan::Bf16(_) => 2,
             StateSpan::Q8 { .. } => 1,

@@ -251,7 +251,8 @@ fn corrupt_q8_checkpoints_are_refused() {
     q.step(opt.as_mut(), 1);
     let good = opt.export_state();
     let w = good.params.iter().position(|p| p.param == "w").unwrap();
-    let cases: Vec<(Box<dyn Fn(&mut optim_core::OptimizerState)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut optim_core::OptimizerState)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(move |s| s.params[w].tensors[1].data = TensorData::F32(vec![f32::NAN; 24])),
             "scale NaN",

@@ -54,13 +54,27 @@
 
 use ndarray::{Array1, Array2, ArrayD, IxDyn};
 use optim_core::kernel::{self, Kernel};
-use optim_core::{Grads, HyperValue, Optimizer, Params};
+use optim_core::{Grads, HyperValue, Optimizer, Params, StatePrecision};
 use serde_json::json;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let precision = match args.iter().position(|a| a == "--state-precision") {
+        Some(at) if at + 1 < args.len() => {
+            let name = args.remove(at + 1);
+            args.remove(at);
+            StatePrecision::parse::<f32>(&name).unwrap_or_else(|| {
+                fail(&format!(
+                    "--state-precision takes {}, got `{name}`",
+                    StatePrecision::choices::<f32>()
+                ))
+            })
+        }
+        Some(_) => fail("--state-precision needs a value: f32, bf16 or q8"),
+        None => StatePrecision::Full,
+    };
     let many_size = args[0].ends_with("-many") && args.len() == 4;
     if args.len() != 3 && !many_size {
         eprintln!("usage: step_bench ALGO N THREADS   (see the example's documentation)");
@@ -104,7 +118,7 @@ fn main() {
         };
         many(base, n, size)
     } else {
-        dense(algo, &shape)
+        dense(algo, &shape, precision)
     };
     println!("ns_per_elem {ns:.4}");
 }
@@ -255,9 +269,21 @@ fn report(variants: &[Variant<'_>], probe: Option<usize>, ratio_to: Option<usize
 // ---------------------------------------------------------------------------------------
 // Dense: generated vs hand-fused vs ndarray vs probe
 
-fn dense(algo: &str, shape: &[usize]) -> f64 {
+fn dense(algo: &str, shape: &[usize], precision: StatePrecision) -> f64 {
     let n: usize = shape.iter().product();
     let opt = build(json!({ "optimizer": algo }));
+    let compact = (precision != StatePrecision::Full).then(|| {
+        let mut c = build(json!({ "optimizer": algo, "state_precision": precision.name() }));
+        let mut p = Params::new().with("w", array(shape, values(n, 1))).unwrap();
+        let g = Grads::new().with("w", array(shape, values(n, 2)));
+        c.step(&mut p, &g).unwrap();
+        let per = c.state_bytes() as f64 / n as f64;
+        println!(
+            "# state bytes per parameter: {per:.4} ({precision}); {:.4} (f32)",
+            (states_of(opt.as_ref(), shape.len()) * 4) as f64
+        );
+        RefCell::new(c)
+    });
     let muon = (opt.name() == "muon").then(|| Ns::of(opt.as_ref(), shape));
     let hand = Hand::from(opt.as_ref());
     let n_states = states_of(opt.as_ref(), shape.len());
@@ -284,12 +310,34 @@ fn dense(algo: &str, shape: &[usize]) -> f64 {
         let mut params = params.borrow_mut();
         opt.borrow_mut().step(&mut params, &grads).unwrap()
     };
+    let compact_params = RefCell::new(Params::new().with("w", array(shape, w0.clone())).unwrap());
     let mut variants = vec![Variant::new(
         "generated",
         n,
         bytes,
         on_threads(threads, generated),
     )];
+    // With compact states, the compact step comes first (its ns_per_elem is the last
+    // line) and the f32-state step runs in the same rounds.
+    if let Some(c) = &compact {
+        let stepped = || {
+            let mut params = compact_params.borrow_mut();
+            c.borrow_mut().step(&mut params, &grads).unwrap()
+        };
+        let per = c.borrow().state_bytes() as f64 / n as f64;
+        // w read and written, g read, each state's codes (and scales) read and written.
+        let moved = (12.0 + 2.0 * per) * n as f64;
+        variants[0].name = "generated, f32 states".into();
+        variants.insert(
+            0,
+            Variant::new(
+                &format!("generated, {precision} states"),
+                n,
+                moved as usize,
+                on_threads(threads, stepped),
+            ),
+        );
+    }
 
     // Every variant allocates its states at its first step, as the optimizer does, so
     // that all arrays sit alike in memory: at DRAM sizes, where the arrays fall relative
@@ -392,6 +440,12 @@ fn dense(algo: &str, shape: &[usize]) -> f64 {
     }
     measure(&mut variants);
     let ns = report(&variants, p, Some(0));
+    if compact.is_some() {
+        println!(
+            "# {precision} states / f32 states, same rounds: {:.3}x",
+            variants[0].best() / variants[1].best()
+        );
+    }
     for v in variants.iter().filter(|v| v.name.starts_with("hand-fused")) {
         println!(
             "# generated / {}, same rounds: {:.3}x",

@@ -1,6 +1,7 @@
 //! Command-line flags.
 
 use clap::{Parser, ValueEnum};
+use optim_core::StatePrecision;
 use std::path::PathBuf;
 
 /// Race the optimizer zoo: train the same small MLP on handwritten digits with each
@@ -60,6 +61,13 @@ pub struct Args {
     #[arg(long, default_value_t = 0.1)]
     pub target_loss: f64,
 
+    /// How every optimizer keeps its element-wise states: `f32`, `bf16` or `q8`
+    /// (blockwise 8-bit). Under q8 tensors of fewer than 4096 elements keep f32 states:
+    /// with the default --hidden 32 no layer is that large; --hidden 128 makes the first
+    /// layer (64 × 128) q8.
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    pub state_precision: StatePrecision,
+
     /// The digits data (gzip-compressed CSV, see data/README.md).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/digits.csv.gz"))]
     pub data: PathBuf,
@@ -88,6 +96,11 @@ impl Args {
             1.0
         }
     }
+}
+
+fn parse_precision(text: &str) -> Result<StatePrecision, String> {
+    StatePrecision::parse::<f32>(text)
+        .ok_or_else(|| format!("`{text}` is not {}", StatePrecision::choices::<f32>()))
 }
 
 fn parse_lr_override(text: &str) -> Result<(String, f64), String> {

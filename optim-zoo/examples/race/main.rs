@@ -161,6 +161,11 @@ fn select(args: &Args) -> AnyResult<Vec<(usize, Contender)>> {
             .ok_or_else(|| unknown(name))?;
         picked.push((index, lineup[index].clone()));
     }
+    if args.state_precision != optim_core::StatePrecision::Full {
+        for (_, contender) in &mut picked {
+            contender.config["state_precision"] = args.state_precision.name().into();
+        }
+    }
     for (name, lr) in &args.lr {
         let (_, contender) = picked
             .iter_mut()

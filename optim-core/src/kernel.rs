@@ -315,6 +315,29 @@ pub fn prefetch_row<T>(array: &[T], rows: &[usize], j: usize, width: usize) {
     let _ = (array, rows, j, width);
 }
 
+/// Asks the CPU to start loading the cache lines of `array[at .. at + len]` (nothing if
+/// out of range, or off x86-64). The loop over compact states, whose decoding and
+/// encoding keep the core busy, calls it for blocks a few ahead, so that their memory
+/// arrives while earlier blocks are computed rather than after.
+#[inline(always)]
+pub fn prefetch_span<T>(array: &[T], at: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(span) = array.get(at..at.saturating_add(len).min(array.len())) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let bytes = std::mem::size_of_val(span);
+        let p = span.as_ptr().cast::<i8>();
+        for off in (0..bytes).step_by(64) {
+            // SAFETY: a prefetch never faults, and `p + off` stays inside `span`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(off)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (array, at, len);
+}
+
+/// Blocks ahead that the loop over compact states prefetches ([`prefetch_span`]).
+pub const PREFETCH_BLOCKS: usize = 4;
+
 /// A state split at `mid`; a disabled (empty) state splits into two empty ones.
 #[inline]
 pub fn split_state<T>(state: &mut [T], mid: usize) -> (&mut [T], &mut [T]) {

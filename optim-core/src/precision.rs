@@ -339,6 +339,16 @@ impl<'a, T: Scalar> StateSpan<'a, T> {
         }
     }
 
+    /// Starts loading elements `at .. at + len` (codes, bits or values) into cache.
+    #[inline(always)]
+    pub fn prefetch(&self, at: usize, len: usize) {
+        match self {
+            StateSpan::Full(v) => crate::kernel::prefetch_span(v, at, len),
+            StateSpan::Bf16(v) => crate::kernel::prefetch_span(v, at, len),
+            StateSpan::Q8 { codes, .. } => crate::kernel::prefetch_span(codes, at, len),
+        }
+    }
+
     /// The first `mid` elements and the rest. `mid` is a multiple of [`Q8_BLOCK`] for a
     /// `Q8` span (kernels split at multiples of it); a disabled span splits into two.
     #[inline]

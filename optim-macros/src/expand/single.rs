@@ -272,6 +272,11 @@ fn compact_body(has_grad: bool, slices: &[Ident], cond_params: &[Ident]) -> Toke
                 let mut __lo = 0usize;
                 while __lo < __n {
                     let __len = (__n - __lo).min(#block);
+                    // Decoding and encoding keep the core busy: fetch blocks ahead.
+                    let __ahead = __lo + ::optim_core::kernel::PREFETCH_BLOCKS * #block;
+                    ::optim_core::kernel::prefetch_span(__ws, __ahead, #block);
+                    ::optim_core::kernel::prefetch_span(__gs, __ahead, #block);
+                    #(#slices.prefetch(__ahead, #block);)*
                     let (Some(__wb), Some(__gb)) = (__ws.get_mut(__lo..__lo + __len), __gs.get(__lo..__lo + __len)) else {
                         return;
                     };

@@ -13,7 +13,11 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let varmap = VarMap::new();
 //! let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-//! let model = candle_nn::linear(2, 1, vb.pp("fc"))?;
+//! // Constant initial weights, so that the example runs the same every time.
+//! let init = candle_nn::Init::Const(0.0);
+//! let weight = vb.pp("fc").get_with_hints((1, 2), "weight", init)?;
+//! let bias = vb.pp("fc").get_with_hints(1, "bias", init)?;
+//! let model = candle_nn::Linear::new(weight, Some(bias));
 //! let config = Config::json(json!({"optimizer": "adamw", "lr": 0.05}));
 //! // Named by the VarMap ("fc.weight", "fc.bias"): what checkpoints and groups need.
 //! let mut opt = CandleOptimizer::from_varmap(&varmap, config)?;

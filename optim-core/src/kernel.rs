@@ -298,21 +298,9 @@ pub const PREFETCH_ROWS: usize = 4;
 /// nothing for an empty (disabled) state, a row out of range, or off x86-64.
 #[inline(always)]
 pub fn prefetch_row<T>(array: &[T], rows: &[usize], j: usize, width: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(row) = rows
-        .get(j)
-        .and_then(|&r| array.get(r.wrapping_mul(width)..r.wrapping_mul(width).wrapping_add(width)))
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let bytes = std::mem::size_of_val(row);
-        let p = row.as_ptr().cast::<i8>();
-        for off in (0..bytes).step_by(64) {
-            // SAFETY: a prefetch never faults, and `p + off` stays inside `row`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(off)) };
-        }
+    if let Some(at) = rows.get(j).and_then(|&r| r.checked_mul(width)) {
+        prefetch_span(array, at, width);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (array, rows, j, width);
 }
 
 /// Asks the CPU to start loading the cache lines of `array[at .. at + len]` (nothing if

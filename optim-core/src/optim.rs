@@ -17,7 +17,7 @@ use crate::kernel;
 use crate::nonfinite::{first_non_finite_in, NonFinitePolicy};
 use crate::optimizer::{Optimizer, SumHook};
 use crate::params::{Grads, Params};
-use crate::precision::{StateBuf, StatePrecision};
+use crate::precision::StatePrecision;
 use crate::scalar::Scalar;
 use crate::state::{GroupState, OptimizerState, MAX_STEP, STATE_FORMAT_VERSION};
 use grad::{direct_view, Scratch};
@@ -501,11 +501,7 @@ impl<A: Algorithm, T: Scalar> Optimizer<T> for Optim<A, T> {
     }
 
     fn state_bytes(&self) -> usize {
-        self.slots
-            .sorted()
-            .into_iter()
-            .map(|(_, s)| s.states.iter().map(StateBuf::bytes).sum::<usize>())
-            .sum()
+        self.slots.slots().map(Slot::state_bytes).sum()
     }
 
     fn export_state(&self) -> OptimizerState {

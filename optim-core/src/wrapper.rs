@@ -10,7 +10,7 @@ use crate::optim::table::SlotTable;
 use crate::optim::{check_header, export_hyper, import_hyper, unknown_hyper, with_flat};
 use crate::optimizer::Optimizer;
 use crate::params::{Grads, Params};
-use crate::precision::{StateBuf, StatePrecision};
+use crate::precision::StatePrecision;
 use crate::scalar::Scalar;
 use crate::state::{OptimizerState, STATE_FORMAT_VERSION};
 use std::fmt;
@@ -271,12 +271,7 @@ impl<R: Algorithm, T: Scalar> Optimizer<T> for Wrapped<R, T> {
     }
 
     fn state_bytes(&self) -> usize {
-        let own: usize = self
-            .slots
-            .sorted()
-            .into_iter()
-            .map(|(_, s)| s.states.iter().map(StateBuf::bytes).sum::<usize>())
-            .sum();
+        let own: usize = self.slots.slots().map(Slot::state_bytes).sum();
         own + self.inner.state_bytes()
     }
 

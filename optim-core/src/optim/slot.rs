@@ -347,6 +347,11 @@ impl<T: Scalar> Slot<T> {
         })
     }
 
+    /// Bytes its states occupy, as stored.
+    pub(crate) fn state_bytes(&self) -> usize {
+        self.states.iter().map(StateBuf::bytes).sum()
+    }
+
     /// Stores every compactable state as `precision` says, converting existing values
     /// (decode, encode); later states are allocated so.
     pub(crate) fn set_precision<A: Algorithm>(&mut self, precision: StatePrecision) {

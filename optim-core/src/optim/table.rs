@@ -103,6 +103,11 @@ impl<T> SlotTable<T> {
         &mut self.slots[index]
     }
 
+    /// Every slot, in no particular order.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = &Slot<T>> {
+        self.slots.iter()
+    }
+
     /// Every slot, mutably, in no particular order.
     pub(crate) fn slots_mut(&mut self) -> impl Iterator<Item = &mut Slot<T>> {
         self.slots.iter_mut()

@@ -343,21 +343,22 @@ impl<'a> Gen<'a> {
                 let xs: Vec<TokenStream> = args.iter().map(|a| self.elem_expr(a)).collect();
                 elem_call(*f, args, &xs)
             }
-            ExprKind::If(c, a, b) => {
+            ExprKind::If(c, a_block, b_block) => {
                 let (c, hoisted) = self.elem_cond(c);
                 if let Some(k) = hoisted {
                     self.ctx.push((k, true));
                 }
-                let a = self.elem_block(a);
+                let a = self.elem_block(a_block);
                 if let Some(k) = hoisted {
                     self.ctx.pop();
                     self.ctx.push((k, false));
                 }
-                let b = self.elem_block(b);
+                let pure = hoisted.is_none() && is_pure(a_block) && is_pure(b_block);
+                let b = self.elem_block(b_block);
                 if hoisted.is_some() {
                     self.ctx.pop();
                 }
-                quote!(if #c #a else #b)
+                choice(c, a, b, pure)
             }
             ExprKind::Block(b) => self.elem_block(b),
             ExprKind::Float(_) | ExprKind::Int(_) | ExprKind::Bool(_) => self.hoist(e),
@@ -472,5 +473,27 @@ impl<'a> Gen<'a> {
         } else {
             quote!(#(#parts)&&*)
         }
+    }
+}
+
+/// Whether a block only binds values (no assignment, no conditional statement), so both
+/// arms of a choice between such blocks can be computed before choosing.
+pub(super) fn is_pure(b: &Block) -> bool {
+    b.stmts.iter().all(|s| matches!(s, Stmt::Let { .. }))
+}
+
+/// A per-element `if c { a } else { b }`. When both arms are pure and the condition
+/// depends on the element, both arms are computed and one is chosen with
+/// `optim_core::kernel::select`: a branch on data (Rprop's sign tests) mispredicts half
+/// the time and keeps the loop scalar, while a select vectorizes to a blend.
+pub(super) fn choice(c: TokenStream, a: TokenStream, b: TokenStream, pure: bool) -> TokenStream {
+    if pure {
+        quote!({
+            let __then = #a;
+            let __else = #b;
+            ::optim_core::kernel::select(#c, __then, __else)
+        })
+    } else {
+        quote!(if #c #a else #b)
     }
 }

@@ -1,6 +1,8 @@
 //! The element code of one pass: the statements it runs, its loads and stores.
 
-use super::super::emit::{cond_param, elem_call, internal_error, local, state_local};
+use super::super::emit::{
+    choice, cond_param, elem_call, internal_error, is_pure, local, state_local,
+};
 use super::super::plan::{id, is_element_stmt, Mem, Plan};
 use super::*;
 use crate::model::*;
@@ -38,10 +40,11 @@ impl ElemGen<'_> {
                 let xs: Vec<TokenStream> = args.iter().map(|a| self.expr(a)).collect();
                 elem_call(*f, args, &xs)
             }
-            ExprKind::If(c, a, b) => {
+            ExprKind::If(c, a_block, b_block) => {
+                let pure = matches!(&**c, Cond::Inline(_)) && is_pure(a_block) && is_pure(b_block);
                 let c = self.cond(c);
-                let (a, b) = (self.block(a), self.block(b));
-                quote!(if #c #a else #b)
+                let (a, b) = (self.block(a_block), self.block(b_block));
+                choice(c, a, b, pure)
             }
             ExprKind::Block(b) => self.block(b),
             ExprKind::Float(_) | ExprKind::Int(_) | ExprKind::Bool(_) => {

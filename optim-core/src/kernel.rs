@@ -473,7 +473,8 @@ pub fn round_f32<T: crate::Scalar>(x: T) -> T {
 /// The reciprocal cube root r = a^(−1/3) is refined without dividing,
 /// r ← r·(4 − a·r³)/3 (Newton on r⁻³ = a), from a first guess made on the high 32 bits;
 /// then y = a·r² takes one Newton step y ← y − (y³ − a)/(3y²): one division per element
-/// instead of one per step (a vector division costs as much as a dozen multiplies).
+/// where Newton on y alone needs one per iteration (a vector division costs as much as a
+/// dozen multiplies).
 #[inline(always)]
 pub fn cbrt<T: crate::Scalar>(x: T) -> T {
     T::from_f64(cbrt_f64(x.to_f64()))
@@ -481,9 +482,10 @@ pub fn cbrt<T: crate::Scalar>(x: T) -> T {
 
 #[inline(always)]
 fn cbrt_f64(x: f64) -> f64 {
-    const TWO_54: f64 = 18_014_398_509_481_984.0; // 2^54, whose cube root is 2^18
-                                                  // High word of the guess: 1364·2^20 is the biased exponent of r for a = 1, lowered to
-                                                  // make the guess's worst relative error smallest (10 %).
+    // 2^54, whose cube root is 2^18: scales subnormals into the normal range.
+    const TWO_54: f64 = 18_014_398_509_481_984.0;
+    // High word of the guess: 1364·2^20 is the biased exponent of r for a = 1, lowered to
+    // make the guess's worst relative error smallest (10 %).
     const GUESS: u32 = 0x553E_E800;
     let a = x.abs();
     let tiny = a < f64::MIN_POSITIVE;

@@ -344,6 +344,7 @@ impl<'a> Gen<'a> {
                 elem_call(*f, args, &xs)
             }
             ExprKind::If(c, a_block, b_block) => {
+                let selectable = selectable(c, a_block, b_block);
                 let (c, hoisted) = self.elem_cond(c);
                 if let Some(k) = hoisted {
                     self.ctx.push((k, true));
@@ -353,12 +354,11 @@ impl<'a> Gen<'a> {
                     self.ctx.pop();
                     self.ctx.push((k, false));
                 }
-                let pure = hoisted.is_none() && is_pure(a_block) && is_pure(b_block);
                 let b = self.elem_block(b_block);
                 if hoisted.is_some() {
                     self.ctx.pop();
                 }
-                choice(c, a, b, pure)
+                choice(c, a, b, selectable)
             }
             ExprKind::Block(b) => self.elem_block(b),
             ExprKind::Float(_) | ExprKind::Int(_) | ExprKind::Bool(_) => self.hoist(e),
@@ -476,18 +476,25 @@ impl<'a> Gen<'a> {
     }
 }
 
-/// Whether a block only binds values (no assignment, no conditional statement), so both
-/// arms of a choice between such blocks can be computed before choosing.
-pub(super) fn is_pure(b: &Block) -> bool {
-    b.stmts.iter().all(|s| matches!(s, Stmt::Let { .. }))
+/// Whether a per-element `if c { a } else { b }` can compute both arms and then choose:
+/// the condition depends on the element (a hoisted one keeps its per-step dispatch) and
+/// both arms only bind values (no assignment, no conditional statement).
+pub(super) fn selectable(c: &Cond, a: &Block, b: &Block) -> bool {
+    let binds_only = |b: &Block| b.stmts.iter().all(|s| matches!(s, Stmt::Let { .. }));
+    matches!(c, Cond::Inline(_)) && binds_only(a) && binds_only(b)
 }
 
-/// A per-element `if c { a } else { b }`. When both arms are pure and the condition
-/// depends on the element, both arms are computed and one is chosen with
-/// `optim_core::kernel::select`: a branch on data (Rprop's sign tests) mispredicts half
-/// the time and keeps the loop scalar, while a select vectorizes to a blend.
-pub(super) fn choice(c: TokenStream, a: TokenStream, b: TokenStream, pure: bool) -> TokenStream {
-    if pure {
+/// A per-element `if c { a } else { b }`. When [`selectable`], both arms are computed and
+/// one is chosen with `optim_core::kernel::select`: a branch on data (Rprop's sign tests)
+/// mispredicts half the time and keeps the loop scalar, while a select vectorizes to a
+/// blend.
+pub(super) fn choice(
+    c: TokenStream,
+    a: TokenStream,
+    b: TokenStream,
+    selectable: bool,
+) -> TokenStream {
+    if selectable {
         quote!({
             let __then = #a;
             let __else = #b;

@@ -1,7 +1,7 @@
 //! The element code of one pass: the statements it runs, its loads and stores.
 
 use super::super::emit::{
-    choice, cond_param, elem_call, internal_error, is_pure, local, state_local,
+    choice, cond_param, elem_call, internal_error, local, selectable, state_local,
 };
 use super::super::plan::{id, is_element_stmt, Mem, Plan};
 use super::*;
@@ -41,10 +41,10 @@ impl ElemGen<'_> {
                 elem_call(*f, args, &xs)
             }
             ExprKind::If(c, a_block, b_block) => {
-                let pure = matches!(&**c, Cond::Inline(_)) && is_pure(a_block) && is_pure(b_block);
+                let selectable = selectable(c, a_block, b_block);
                 let c = self.cond(c);
                 let (a, b) = (self.block(a_block), self.block(b_block));
-                choice(c, a, b, pure)
+                choice(c, a, b, selectable)
             }
             ExprKind::Block(b) => self.block(b),
             ExprKind::Float(_) | ExprKind::Int(_) | ExprKind::Bool(_) => {

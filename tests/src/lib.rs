@@ -1,3 +1,3 @@
 //! Integration tests that span the workspace's crates live in `tests/` (the registry,
-//! the zoo's properties, the DSL's functions, and the compile-fail cases of `ui/`); what
-//! they share is in `optim-test-support`.
+//! the zoo's properties, the DSL's functions); what they share is in
+//! `optim-test-support`. The DSL's compile errors are in `diagnostics/`.

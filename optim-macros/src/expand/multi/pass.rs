@@ -441,7 +441,9 @@ pub(super) fn pass_kernel(
                 #split_body
             }
 
-            #[inline(always)]
+            // Inlined into each instruction set's wrapper when optimizing; an
+            // unoptimized build compiles the loop once (a third of the code).
+            #[cfg_attr(not(debug_assertions), inline(always))]
             fn run(self) {
                 if !(#work) {
                     return;

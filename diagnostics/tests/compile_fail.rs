@@ -2,7 +2,7 @@
 //! and a message that says how to fix it (`ui/*.rs` with their `.stderr`), and accepts a
 //! definition using every feature (`ui/pass/*.rs`, which also run).
 //!
-//! Regenerate the snapshots with `TRYBUILD=overwrite cargo test -p optim-tests --test
+//! Regenerate the snapshots with `TRYBUILD=overwrite cargo test -p optim-diagnostics --test
 //! compile_fail`, then read every changed `.stderr`.
 
 #[test]

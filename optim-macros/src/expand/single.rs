@@ -3,7 +3,7 @@
 //! the sparse-row path.
 
 use super::emit::{cond_param, state_local, Gen};
-use super::{destructure, hp};
+use super::{destructure, hp, kernel_run_inline};
 use crate::model::*;
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
@@ -12,6 +12,7 @@ use quote::{format_ident, quote};
 pub(super) fn kernel(m: &Model) -> TokenStream {
     let ty = &m.type_name;
     let mut g = Gen::new(m);
+    let run_inline = kernel_run_inline();
     let body = g.elem_stmts(&m.body);
     let has_work = element_work(&m.body);
     // `maximize` is one more hoisted condition: the gradient is negated as it is loaded.
@@ -174,9 +175,7 @@ pub(super) fn kernel(m: &Model) -> TokenStream {
                 )
             }
 
-            // Inlined into each instruction set's wrapper when optimizing; an
-            // unoptimized build compiles the loop once (a third of the code).
-            #[cfg_attr(not(debug_assertions), inline(always))]
+            #run_inline
             #[allow(clippy::all)]
             fn run(self) {
                 let [#(#slices),*] = self.ss;

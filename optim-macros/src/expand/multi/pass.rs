@@ -1,6 +1,7 @@
 //! The kernel type of one pass (split, instruction sets, threads) and its dispatch.
 
 use super::super::emit::{cond_param, state_local};
+use super::super::kernel_run_inline;
 use super::super::plan::{Mem, Plan};
 use super::elem::collect_targets;
 use super::*;
@@ -21,6 +22,7 @@ pub(super) fn pass_kernel(
 ) -> (TokenStream, TokenStream, ()) {
     let _ = all_conds;
     let chunk = format_ident!("__Pass{}", p);
+    let run_inline = kernel_run_inline();
     let n_states = m.states.len();
     let n_mx = m.matrices.len();
     let n_red = m.reductions.len();
@@ -441,9 +443,7 @@ pub(super) fn pass_kernel(
                 #split_body
             }
 
-            // Inlined into each instruction set's wrapper when optimizing; an
-            // unoptimized build compiles the loop once (a third of the code).
-            #[cfg_attr(not(debug_assertions), inline(always))]
+            #run_inline
             fn run(self) {
                 if !(#work) {
                     return;
